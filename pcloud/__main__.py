@@ -1,0 +1,5 @@
+import sys
+
+from pcloud.cli import main
+
+sys.exit(main())

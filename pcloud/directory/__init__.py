@@ -1,0 +1,496 @@
+"""The user directory: domains, users, app passwords, SSH keys, aliases and quotas.
+
+On-disk layout: `<data>/directory.sqlite3` (WAL mode), schema in `schema.py`.
+
+Every protocol authenticates through the one call `Directory.authenticate`, which applies the
+throttling of failed logins. The directory is read on every request and never cached, so changes
+made by `pcloud` commands while the server runs take effect at once, with no reload.
+
+Errors: `InvalidValue` for input that is malformed or too weak (an address, a password), and
+`DirectoryError` for a well-formed request that cannot be done (a duplicate, an unknown user).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+
+from pcloud.config import LoginSection
+from pcloud.directory import passwords
+from pcloud.directory.addresses import AddressError, domain_of, normalize_address, normalize_domain
+from pcloud.directory.schema import migrate
+from pcloud.directory.throttle import Throttle
+
+log = logging.getLogger(__name__)
+
+DIRECTORY_FILE = "directory.sqlite3"
+
+
+class DirectoryError(Exception):
+    """A request that cannot be done; the message is for the person who asked."""
+
+
+class InvalidValue(DirectoryError):
+    """The value given is malformed or too weak."""
+
+
+@dataclass(frozen=True)
+class User:
+    address: str
+    display_name: str
+    is_admin: bool
+    quota_bytes: int  # 0: no limit
+    created: int
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who a successful login is, and with which credential (for the logs and for revocation)."""
+
+    address: str
+    is_admin: bool
+    credential: str  # "password" or "app-password:<label>"
+
+
+@dataclass(frozen=True)
+class AppPassword:
+    label: str
+    created: int
+    last_used: int | None
+
+
+@dataclass(frozen=True)
+class SshKey:
+    fingerprint: str
+    comment: str
+    public_key: str
+    created: int
+
+
+def _address(text: str) -> str:
+    try:
+        return normalize_address(text)
+    except AddressError as error:
+        raise InvalidValue(str(error)) from None
+
+
+def ssh_fingerprint(public_key_line: str) -> str:
+    """OpenSSH's SHA256 fingerprint of an `ssh-ed25519 AAAA… comment` line."""
+    blob = base64.b64decode(public_key_line.split()[1])
+    return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
+
+
+class Directory:
+    def __init__(self, path: Path, *, default_domain: str, login_policy: LoginSection) -> None:
+        self.path = path
+        self.default_domain = default_domain
+        self.throttle = Throttle(login_policy)
+        # One connection shared by the event loop and its worker threads; every use is short
+        # and holds the lock. Password hashing happens outside it.
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode = WAL")
+        self._db.execute("PRAGMA foreign_keys = ON")
+        self._db.execute("PRAGMA busy_timeout = 5000")
+        path.chmod(0o600)
+        with self._lock:
+            migrate(self._db)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _query(self, sql: str, *args: object) -> list[sqlite3.Row]:
+        with self._lock:
+            cursor = self._db.execute(sql, args)
+            cursor.row_factory = sqlite3.Row
+            return cursor.fetchall()
+
+    # -- domains ------------------------------------------------------------------------------
+
+    def add_domain(self, name: str) -> str:
+        try:
+            domain = normalize_domain(name)
+        except AddressError as error:
+            raise InvalidValue(str(error)) from None
+        with self._transaction() as db:
+            if db.execute("SELECT 1 FROM domains WHERE name = ?", (domain,)).fetchone():
+                raise DirectoryError(f"domain {domain} is already hosted")
+            db.execute("INSERT INTO domains VALUES (?, ?)", (domain, int(time.time())))
+        log.info("domain added domain=%s", domain)
+        return domain
+
+    def domains(self) -> list[str]:
+        return [row["name"] for row in self._query("SELECT name FROM domains ORDER BY name")]
+
+    def _require_hosted(self, db: sqlite3.Connection, domain: str) -> None:
+        if not db.execute("SELECT 1 FROM domains WHERE name = ?", (domain,)).fetchone():
+            raise DirectoryError(
+                f"domain {domain} is not hosted here (add it with `pcloud domain add {domain}`)"
+            )
+
+    # -- users --------------------------------------------------------------------------------
+
+    def add_user(
+        self,
+        address: str,
+        password: str,
+        *,
+        display_name: str = "",
+        is_admin: bool = False,
+        quota_bytes: int = 0,
+    ) -> User:
+        address = _address(address)
+        self._check_password(password, address)
+        password_hash = passwords.hash_password(password)
+        with self._transaction() as db:
+            self._require_hosted(db, domain_of(address))
+            if db.execute("SELECT 1 FROM users WHERE address = ?", (address,)).fetchone():
+                raise DirectoryError(f"user {address} already exists")
+            if db.execute("SELECT 1 FROM aliases WHERE address = ?", (address,)).fetchone():
+                raise DirectoryError(f"{address} is an alias; delete the alias first")
+            db.execute(
+                "INSERT INTO users (address, domain, display_name, password_hash, is_admin,"
+                " quota_bytes, created) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    address,
+                    domain_of(address),
+                    display_name,
+                    password_hash,
+                    int(is_admin),
+                    quota_bytes,
+                    int(time.time()),
+                ),
+            )
+        log.info("user added address=%s admin=%s", address, is_admin)
+        user = self.user(address)
+        assert user is not None
+        return user
+
+    def user(self, address: str) -> User | None:
+        rows = self._query(
+            "SELECT address, display_name, is_admin, quota_bytes, created FROM users"
+            " WHERE address = ?",
+            _address(address),
+        )
+        return _user(rows[0]) if rows else None
+
+    def users(self) -> list[User]:
+        rows = self._query(
+            "SELECT address, display_name, is_admin, quota_bytes, created FROM users"
+            " ORDER BY domain, address"
+        )
+        return [_user(row) for row in rows]
+
+    def _user_id(self, db: sqlite3.Connection, address: str) -> int:
+        row = db.execute("SELECT id FROM users WHERE address = ?", (address,)).fetchone()
+        if row is None:
+            raise DirectoryError(f"no user {address}")
+        user_id: int = row[0]
+        return user_id
+
+    def _check_password(self, password: str, address: str) -> None:
+        problem = passwords.password_problem(password, address)
+        if problem:
+            raise InvalidValue(problem)
+
+    def set_password(self, address: str, password: str) -> None:
+        address = _address(address)
+        self._check_password(password, address)
+        password_hash = passwords.hash_password(password)
+        with self._transaction() as db:
+            self._user_id(db, address)
+            db.execute(
+                "UPDATE users SET password_hash = ? WHERE address = ?", (password_hash, address)
+            )
+        log.info("password changed address=%s", address)
+
+    def set_quota(self, address: str, quota_bytes: int) -> None:
+        address = _address(address)
+        if quota_bytes < 0:
+            raise InvalidValue("a quota cannot be negative")
+        with self._transaction() as db:
+            self._user_id(db, address)
+            db.execute("UPDATE users SET quota_bytes = ? WHERE address = ?", (quota_bytes, address))
+        log.info("quota set address=%s bytes=%d", address, quota_bytes)
+
+    def delete_user(self, address: str) -> list[str]:
+        """Delete a user and drop them from aliases; returns the aliases that lost a target."""
+        address = _address(address)
+        with self._transaction() as db:
+            row = db.execute("SELECT is_admin FROM users WHERE address = ?", (address,)).fetchone()
+            if row is None:
+                raise DirectoryError(f"no user {address}")
+            if (
+                row[0]
+                and db.execute("SELECT count(*) FROM users WHERE is_admin").fetchone()[0] == 1
+            ):
+                raise DirectoryError(f"{address} is the last administrator; make another first")
+            aliases = [
+                r[0] for r in db.execute("SELECT address FROM aliases WHERE target = ?", (address,))
+            ]
+            db.execute("DELETE FROM aliases WHERE target = ?", (address,))
+            db.execute("DELETE FROM users WHERE address = ?", (address,))
+        log.info("user deleted address=%s aliases_changed=%s", address, ",".join(aliases))
+        return aliases
+
+    # -- app passwords ------------------------------------------------------------------------
+
+    def add_app_password(self, address: str, label: str) -> str:
+        """Create a per-device password; the secret is returned once and stored only hashed."""
+        address = _address(address)
+        label = label.strip()
+        if not label or len(label) > 100:
+            raise InvalidValue("an app password needs a label of 1 to 100 characters")
+        secret = passwords.generate_app_password()
+        with self._transaction() as db:
+            user_id = self._user_id(db, address)
+            if db.execute(
+                "SELECT 1 FROM app_passwords WHERE user_id = ? AND label = ?", (user_id, label)
+            ).fetchone():
+                raise DirectoryError(f"{address} already has an app password labelled {label!r}")
+            db.execute(
+                "INSERT INTO app_passwords (user_id, label, secret_hash, created)"
+                " VALUES (?, ?, ?, ?)",
+                (user_id, label, passwords.hash_app_password(secret), int(time.time())),
+            )
+        log.info("app password added address=%s label=%s", address, label)
+        return secret
+
+    def app_passwords(self, address: str) -> list[AppPassword]:
+        rows = self._query(
+            "SELECT label, a.created, last_used FROM app_passwords a JOIN users u"
+            " ON u.id = a.user_id WHERE u.address = ? ORDER BY label",
+            _address(address),
+        )
+        return [AppPassword(row["label"], row["created"], row["last_used"]) for row in rows]
+
+    def revoke_app_password(self, address: str, label: str) -> None:
+        address = _address(address)
+        with self._transaction() as db:
+            user_id = self._user_id(db, address)
+            deleted = db.execute(
+                "DELETE FROM app_passwords WHERE user_id = ? AND label = ?", (user_id, label)
+            ).rowcount
+            if not deleted:
+                raise DirectoryError(f"{address} has no app password labelled {label!r}")
+        log.info("app password revoked address=%s label=%s", address, label)
+
+    # -- SSH keys -----------------------------------------------------------------------------
+
+    def add_ssh_key(self, address: str, public_key_line: str) -> SshKey:
+        address = _address(address)
+        line = public_key_line.strip()
+        try:
+            serialization.load_ssh_public_key(line.encode())
+        except (ValueError, IndexError, TypeError, UnsupportedAlgorithm):
+            raise InvalidValue(
+                "not an OpenSSH public key line (ssh-ed25519 AAAA… comment)"
+            ) from None
+        fields = line.split(maxsplit=2)
+        key = SshKey(
+            ssh_fingerprint(line), fields[2] if len(fields) > 2 else "", line, int(time.time())
+        )
+        with self._transaction() as db:
+            user_id = self._user_id(db, address)
+            try:
+                db.execute(
+                    "INSERT INTO ssh_keys (user_id, public_key, fingerprint, comment, created)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (user_id, key.public_key, key.fingerprint, key.comment, key.created),
+                )
+            except sqlite3.IntegrityError:
+                raise DirectoryError(f"{address} already has the key {key.fingerprint}") from None
+        log.info("ssh key added address=%s fingerprint=%s", address, key.fingerprint)
+        return key
+
+    def ssh_keys(self, address: str) -> list[SshKey]:
+        rows = self._query(
+            "SELECT fingerprint, comment, public_key, k.created FROM ssh_keys k JOIN users u"
+            " ON u.id = k.user_id WHERE u.address = ? ORDER BY k.created",
+            _address(address),
+        )
+        return [SshKey(r["fingerprint"], r["comment"], r["public_key"], r["created"]) for r in rows]
+
+    def remove_ssh_key(self, address: str, fingerprint: str) -> None:
+        address = _address(address)
+        with self._transaction() as db:
+            user_id = self._user_id(db, address)
+            deleted = db.execute(
+                "DELETE FROM ssh_keys WHERE user_id = ? AND fingerprint = ?", (user_id, fingerprint)
+            ).rowcount
+            if not deleted:
+                raise DirectoryError(f"{address} has no key {fingerprint}")
+        log.info("ssh key removed address=%s fingerprint=%s", address, fingerprint)
+
+    # -- aliases ------------------------------------------------------------------------------
+
+    def add_alias(self, alias: str, targets: list[str]) -> str:
+        """Add targets to an alias (creating it); "@domain" is the domain's catch-all."""
+        if not targets:
+            raise InvalidValue("an alias needs at least one target address")
+        if alias.strip().startswith("@"):
+            try:
+                domain = normalize_domain(alias.strip()[1:])
+            except AddressError as error:
+                raise InvalidValue(str(error)) from None
+            alias = "@" + domain
+        else:
+            alias = _address(alias)
+            domain = domain_of(alias)
+        normalized = [_address(target) for target in targets]
+        with self._transaction() as db:
+            self._require_hosted(db, domain)
+            if db.execute("SELECT 1 FROM users WHERE address = ?", (alias,)).fetchone():
+                raise DirectoryError(f"{alias} is a user; an alias cannot have the same address")
+            for target in normalized:
+                if target == alias:
+                    raise InvalidValue(f"{alias} cannot deliver to itself")
+                local = db.execute(
+                    "SELECT 1 FROM domains WHERE name = ?", (domain_of(target),)
+                ).fetchone()
+                if (
+                    local
+                    and not db.execute(
+                        "SELECT 1 FROM users WHERE address = ?", (target,)
+                    ).fetchone()
+                ):
+                    raise DirectoryError(
+                        f"{target} is in a hosted domain but is not a user (aliases deliver to "
+                        "users or to external addresses)"
+                    )
+                db.execute(
+                    "INSERT OR IGNORE INTO aliases VALUES (?, ?, ?, ?)",
+                    (alias, domain, target, int(time.time())),
+                )
+        log.info("alias added alias=%s targets=%s", alias, ",".join(normalized))
+        return alias
+
+    def aliases(self) -> dict[str, list[str]]:
+        result: dict[str, list[str]] = {}
+        for row in self._query(
+            "SELECT address, target FROM aliases ORDER BY domain, address, target"
+        ):
+            result.setdefault(row["address"], []).append(row["target"])
+        return result
+
+    def delete_alias(self, alias: str) -> None:
+        alias = alias.strip().lower()
+        with self._transaction() as db:
+            if not db.execute("DELETE FROM aliases WHERE address = ?", (alias,)).rowcount:
+                raise DirectoryError(f"no alias {alias}")
+        log.info("alias deleted alias=%s", alias)
+
+    def resolve(self, address: str) -> list[str] | None:
+        """Where mail to a hosted address goes: the user, an alias's targets, the catch-all's,
+        or None when nothing here takes it."""
+        address = _address(address)
+        if self._query("SELECT 1 FROM users WHERE address = ?", address):
+            return [address]
+        for key in (address, "@" + domain_of(address)):
+            rows = self._query("SELECT target FROM aliases WHERE address = ? ORDER BY target", key)
+            if rows:
+                return [row["target"] for row in rows]
+        return None
+
+    def counts(self) -> dict[str, int]:
+        return {
+            table: self._query(f"SELECT count(DISTINCT {column}) FROM {table}")[0][0]
+            for table, column in (("domains", "name"), ("users", "id"), ("aliases", "address"))
+        }
+
+    # -- authentication -----------------------------------------------------------------------
+
+    def login_name(self, login: str) -> str:
+        """Logins are addresses; a bare name means that name in the main domain."""
+        login = login.strip().lower()
+        return login if "@" in login else f"{login}@{self.default_domain}"
+
+    async def authenticate(
+        self, login: str, secret: str, *, service: str, remote: str
+    ) -> Principal | None:
+        """The one authentication call of every protocol: the user's password or one of their
+        app passwords, with failed attempts throttled per remote address and per login."""
+        login = self.login_name(login)
+        if self.throttle.locked(remote, login):
+            log.warning(
+                "login refused: locked out login=%s service=%s remote=%s", login, service, remote
+            )
+            return None
+        self.throttle.attempt(remote, login)
+        principal = await asyncio.to_thread(self._check_secret, login, secret)
+        if principal:
+            self.throttle.succeeded(remote, login)
+            log.info(
+                "login login=%s service=%s remote=%s credential=%s",
+                login,
+                service,
+                remote,
+                principal.credential,
+            )
+            return principal
+        delay = self.throttle.failure_delay(remote, login)
+        log.warning(
+            "login failed login=%s service=%s remote=%s delay=%.1fs", login, service, remote, delay
+        )
+        await asyncio.sleep(delay)
+        return None
+
+    def _check_secret(self, login: str, secret: str) -> Principal | None:
+        rows = self._query(
+            "SELECT id, address, is_admin, password_hash FROM users WHERE address = ?", login
+        )
+        if not rows:
+            passwords.verify_password(secret, passwords.UNKNOWN_USER_HASH)  # same time taken
+            return None
+        user = rows[0]
+        app_rows = self._query(
+            "SELECT id, label FROM app_passwords WHERE user_id = ? AND secret_hash = ?",
+            user["id"],
+            passwords.hash_app_password(secret),
+        )
+        if app_rows:
+            with self._transaction() as db:
+                db.execute(
+                    "UPDATE app_passwords SET last_used = ? WHERE id = ?",
+                    (int(time.time()), app_rows[0]["id"]),
+                )
+            credential = f"app-password:{app_rows[0]['label']}"
+        elif passwords.verify_password(secret, user["password_hash"]):
+            credential = "password"
+        else:
+            return None
+        return Principal(user["address"], bool(user["is_admin"]), credential)
+
+
+def _user(row: sqlite3.Row) -> User:
+    return User(
+        row["address"],
+        row["display_name"],
+        bool(row["is_admin"]),
+        row["quota_bytes"],
+        row["created"],
+    )

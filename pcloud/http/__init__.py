@@ -1,0 +1,1 @@
+"""The one HTTPS application that the web services mount into, and the plain-HTTP redirect."""

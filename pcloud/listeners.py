@@ -1,0 +1,91 @@
+"""The network listeners pcloud can open, and the port each gets under each port map.
+
+A listener belongs to one service and speaks one protocol on one port. Its protocol package
+provides `async def serve(services, sock) -> Stop`, imported only when the listener is enabled,
+so that a disabled service costs no memory.
+
+Port maps: `standard` uses the well-known ports (needs root or CAP_NET_BIND_SERVICE), `high`
+the same services on unprivileged ports, `ephemeral` lets the kernel choose (tests, scripts).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import socket
+
+    from pcloud.services import Services
+
+# Called on shutdown: stops accepting, closes connections, returns when done.
+Stop = Callable[[], Awaitable[None]]
+Serve = Callable[["Services", "socket.socket"], Awaitable[Stop]]
+
+PORT_MAPS = ("standard", "high", "ephemeral")
+
+
+@dataclass(frozen=True)
+class ListenerSpec:
+    name: str
+    service: str
+    description: str
+    standard_port: int
+    high_port: int
+    tls_modes: tuple[str, ...]  # the first one is the default
+    serve_path: str  # "module:function", imported lazily
+
+    def port_in(self, port_map: str) -> int:
+        return {"standard": self.standard_port, "high": self.high_port, "ephemeral": 0}[port_map]
+
+    def load_serve(self) -> Serve:
+        module_name, function_name = self.serve_path.split(":")
+        serve: Serve = getattr(importlib.import_module(module_name), function_name)
+        return serve
+
+
+LISTENERS: tuple[ListenerSpec, ...] = (
+    ListenerSpec(
+        name="https",
+        service="web",
+        description="HTTPS: health check now; DAV, files, avatars, autoconfig and the web panel",
+        standard_port=443,
+        high_port=8443,
+        tls_modes=("implicit",),
+        serve_path="pcloud.http.app:serve_https",
+    ),
+    ListenerSpec(
+        name="http",
+        service="web",
+        description="plain HTTP: only redirects to HTTPS",
+        standard_port=80,
+        high_port=8080,
+        tls_modes=("none",),
+        serve_path="pcloud.http.app:serve_redirect",
+    ),
+)
+
+
+def can_bind_low_ports() -> bool:
+    """True when running as root or with CAP_NET_BIND_SERVICE in the effective set."""
+    if os.geteuid() == 0:
+        return True
+    cap_net_bind_service = 10
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("CapEff:"):
+                    return bool(int(line.split()[1], 16) >> cap_net_bind_service & 1)
+    except OSError:
+        pass
+    return False
+
+
+def choose_port_map(requested: str) -> str:
+    """Resolve "auto" to the map this process can use."""
+    if requested != "auto":
+        return requested
+    return "standard" if can_bind_low_ports() else "high"

@@ -1,0 +1,112 @@
+"""The Services object every protocol is handed, and the first start of a data folder.
+
+Data folder layout (each part is described by the module that owns it):
+    pcloud.toml          config (pcloud.config), written at first start with commented defaults
+    directory.sqlite3    users, domains, aliases, credentials (pcloud.directory)
+    tls/                 local CA and server certificate (pcloud.tls)
+    run/                 lock and endpoints of the running server (pcloud.supervisor)
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pcloud import config
+from pcloud.config import Config, ConfigError
+from pcloud.directory import DIRECTORY_FILE, Directory
+from pcloud.directory.passwords import generate_password
+from pcloud.store.durable import write_atomically
+from pcloud.tls import Tls
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    service: str
+    listener: str
+    host: str
+    port: int
+    tls: str
+
+
+@dataclass(frozen=True)
+class Services:
+    data_dir: Path
+    config: Config
+    directory: Directory
+    tls: Tls
+    # Filled by the supervisor once every listener is bound and before any serves, so that a
+    # service can name the others' real ports (redirects, client autoconfiguration).
+    endpoints: list[Endpoint] = field(default_factory=list)
+
+    def endpoint(self, listener: str) -> Endpoint | None:
+        return next((e for e in self.endpoints if e.listener == listener), None)
+
+    def reload(self) -> None:
+        """SIGHUP: issue and load the certificate again (new domains, renewal, a new file).
+        The directory needs nothing: it is read on every request."""
+        self.tls.reload(self.directory.domains())
+
+    def close(self) -> None:
+        self.directory.close()
+
+
+@dataclass(frozen=True)
+class FirstStart:
+    admin_address: str
+    admin_password: str
+
+
+def default_domain() -> str:
+    name = socket.gethostname().lower()
+    return name if config.is_domain_name(name) else "localhost"
+
+
+def load_config(data_dir: Path) -> Config:
+    path = data_dir / config.CONFIG_FILE
+    if not path.exists():
+        raise ConfigError(f"no pcloud data folder at {data_dir} (create one with `pcloud init`)")
+    return config.load(path)
+
+
+def open_directory(data_dir: Path, settings: Config) -> Directory:
+    return Directory(
+        data_dir / DIRECTORY_FILE,
+        default_domain=settings.server.domain,
+        login_policy=settings.login,
+    )
+
+
+def open_services(
+    data_dir: Path, *, domain: str | None = None
+) -> tuple[Services, FirstStart | None]:
+    """Open (creating on first start) the config, directory and certificates of a data folder.
+
+    On first start the domain is `domain` or the host name, and an administrator is created
+    whose generated password is returned, to be shown once.
+    """
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    config_path = data_dir / config.CONFIG_FILE
+    if not config_path.exists():
+        text = config.render_default_file(domain or default_domain())
+        write_atomically(config_path, text.encode(), mode=0o600)
+        log.info("config written file=%s", config_path)
+    settings = config.load(config_path)
+    if domain and domain != settings.server.domain:
+        raise ConfigError(
+            f"{config_path}: server.domain: is {settings.server.domain!r}; --domain {domain} "
+            "applies only to a new data folder (change the file instead)"
+        )
+    directory = open_directory(data_dir, settings)
+    first_start = None
+    if not directory.domains():
+        directory.add_domain(settings.server.domain)
+    if not directory.users():
+        first_start = FirstStart(f"admin@{settings.server.domain}", generate_password())
+        directory.add_user(first_start.admin_address, first_start.admin_password, is_admin=True)
+    tls = Tls(data_dir / "tls", settings.tls, directory.domains())
+    return Services(data_dir, settings, directory, tls), first_start

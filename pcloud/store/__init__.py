@@ -1,0 +1,1 @@
+"""Everything that writes to the data folder goes through the store packages."""
