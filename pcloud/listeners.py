@@ -69,6 +69,20 @@ LISTENERS: tuple[ListenerSpec, ...] = (
 )
 
 
+def render_port_table() -> str:
+    """The port table in Markdown, as the README carries it."""
+    rows = [
+        "| listener | service | standard port | high port | TLS | what |",
+        "|---|---|---|---|---|---|",
+    ]
+    for spec in LISTENERS:
+        rows.append(
+            f"| {spec.name} | {spec.service} | {spec.standard_port} | {spec.high_port} "
+            f"| {spec.tls_modes[0]} | {spec.description} |"
+        )
+    return "\n".join(rows)
+
+
 def can_bind_low_ports() -> bool:
     """True when running as root or with CAP_NET_BIND_SERVICE in the effective set."""
     if os.geteuid() == 0:

@@ -12,7 +12,6 @@ line naming the listener and the port, and nothing has been served half-way.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import fcntl
 import json
@@ -141,8 +140,12 @@ class Supervisor:
         self.services = services
         self.port_map = choose_port_map(port_map)
         self._stops: list[Stop] = []
+        self._endpoints_file = _run_dir(services.data_dir) / "endpoints.json"
 
     async def start(self) -> list[Endpoint]:
+        asyncio.get_running_loop().set_default_executor(
+            ThreadPoolExecutor(WORKER_THREADS, thread_name_prefix="pcloud-worker")
+        )
         settings = self.services.config
         bound: list[tuple[socket.socket, Endpoint]] = []
         try:
@@ -164,6 +167,8 @@ class Supervisor:
                 )
                 bound.append((sock, endpoint))
             self.services.endpoints[:] = [endpoint for _, endpoint in bound]
+            endpoints = json.dumps([asdict(e) for e in self.services.endpoints])
+            write_atomically(self._endpoints_file, endpoints.encode(), mode=0o644)
             for sock, endpoint in bound:
                 spec = next(s for s in LISTENERS if s.name == endpoint.listener)
                 self._stops.append(await spec.load_serve()(self.services, sock))
@@ -188,6 +193,7 @@ class Supervisor:
                 await stop()
             except Exception:
                 log.exception("listener failed to stop cleanly")
+        self._endpoints_file.unlink(missing_ok=True)
 
 
 # -- `pcloud serve` ---------------------------------------------------------------------------
@@ -209,15 +215,8 @@ async def serve_until_stopped(
     """Serve until SIGTERM or SIGINT; SIGHUP reloads. Used by `pcloud serve`."""
     started = time.monotonic()
     loop = asyncio.get_running_loop()
-    loop.set_default_executor(
-        ThreadPoolExecutor(WORKER_THREADS, thread_name_prefix="pcloud-worker")
-    )
     supervisor = Supervisor(services, port_map)
     endpoints = await supervisor.start()
-    endpoints_file = _run_dir(services.data_dir) / "endpoints.json"
-    write_atomically(
-        endpoints_file, json.dumps([asdict(e) for e in endpoints]).encode(), mode=0o644
-    )
     stopping = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
@@ -229,8 +228,6 @@ async def serve_until_stopped(
         log.info("stopping")
         await asyncio.wait_for(supervisor.stop(), STOP_TIMEOUT)
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            endpoints_file.unlink()
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(signum)
     log.info("stopped")

@@ -89,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
 def run(argv: Sequence[str], context: Context) -> int:
     """Run one command line; returns the exit status."""
     from pcloud.directory import DirectoryError, InvalidValue
+    from pcloud.directory.schema import SchemaTooNew
 
     parser = build_parser()
     try:
@@ -101,7 +102,7 @@ def run(argv: Sequence[str], context: Context) -> int:
     except InvalidValue as error:
         print(f"pcloud: {error}", file=context.err)
         return 2
-    except (CommandError, DirectoryError, ConfigError) as error:
+    except (CommandError, DirectoryError, ConfigError, SchemaTooNew) as error:
         print(f"pcloud: {error}", file=context.err)
         return 1
 

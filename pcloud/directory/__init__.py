@@ -105,8 +105,11 @@ class Directory:
         self._db.execute("PRAGMA foreign_keys = ON")
         self._db.execute("PRAGMA busy_timeout = 5000")
         path.chmod(0o600)
-        with self._lock:
+        try:
             migrate(self._db)
+        except BaseException:
+            self._db.close()
+            raise
 
     def close(self) -> None:
         with self._lock:
@@ -464,7 +467,7 @@ class Directory:
             "SELECT id, address, is_admin, password_hash FROM users WHERE address = ?", login
         )
         if not rows:
-            passwords.verify_password(secret, passwords.UNKNOWN_USER_HASH)  # same time taken
+            passwords.verify_password(secret, passwords.unknown_user_hash())  # same time taken
             return None
         user = rows[0]
         app_rows = self._query(

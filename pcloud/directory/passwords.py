@@ -12,6 +12,7 @@ login be matched against all of a user's devices at once (as API tokens are usua
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import os
@@ -59,8 +60,11 @@ def verify_password(password: str, stored: str) -> bool:
     return hmac.compare_digest(computed, _unb64(digest))
 
 
-# Verified against when the login is unknown, so that the answer takes as long as for a known one.
-UNKNOWN_USER_HASH = hash_password(secrets.token_hex(16))
+@functools.cache
+def unknown_user_hash() -> str:
+    """Checked when the login is unknown, so that the answer takes as long as for a known one.
+    Made at the first such login, not at import: it costs a whole scrypt run."""
+    return hash_password(secrets.token_hex(16))
 
 
 def password_problem(password: str, address: str) -> str | None:

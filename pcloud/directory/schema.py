@@ -56,7 +56,7 @@ MIGRATIONS: tuple[str, ...] = (
 
 
 class SchemaTooNew(Exception):
-    pass
+    """The data folder was written by a newer pcloud."""
 
 
 def migrate(db: sqlite3.Connection) -> None:

@@ -36,14 +36,11 @@ def make_app(services: Services) -> web.Application:
 async def _serve(
     app: web.Application, sock: socket.socket, services: Services, *, tls: bool
 ) -> Stop:
-    runner = web.AppRunner(app, access_log_format=ACCESS_LOG_FORMAT)
-    await runner.setup()
-    site = web.SockSite(
-        runner,
-        sock,
-        ssl_context=services.tls.server_context if tls else None,
-        shutdown_timeout=SHUTDOWN_SECONDS,
+    runner = web.AppRunner(
+        app, access_log_format=ACCESS_LOG_FORMAT, shutdown_timeout=SHUTDOWN_SECONDS
     )
+    await runner.setup()
+    site = web.SockSite(runner, sock, ssl_context=services.tls.server_context if tls else None)
     await site.start()
     return runner.cleanup
 
