@@ -98,7 +98,10 @@ def notify_running_server(data_dir: Path) -> bool:
     pid = running_pid(data_dir)
     if pid is None:
         return False
-    os.kill(pid, signal.SIGHUP)
+    try:
+        os.kill(pid, signal.SIGHUP)
+    except OSError:  # it stopped meanwhile, or runs as a user we may not signal
+        return False
     return True
 
 

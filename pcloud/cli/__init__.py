@@ -53,9 +53,20 @@ class _Parser(argparse.ArgumentParser):
 
 
 def data_dir_of(arguments: argparse.Namespace) -> Path:
-    """--data, else $PCLOUD_DATA, else ./pcloud-data."""
+    """--data, else $PCLOUD_DATA, else ./pcloud-data.
+
+    Run by root on a data folder that belongs to another user (the service's), the command
+    becomes that user first, so that every file it writes (the directory's journal among them)
+    stays readable and writable by the server.
+    """
     chosen = arguments.data or os.environ.get("PCLOUD_DATA") or "pcloud-data"
-    return Path(chosen).absolute()
+    data_dir = Path(chosen).absolute()
+    if os.geteuid() == 0 and data_dir.exists():
+        owner = data_dir.stat()
+        if owner.st_uid != 0:
+            os.setgid(owner.st_gid)
+            os.setuid(owner.st_uid)
+    return data_dir
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import pwd
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -161,3 +165,35 @@ def test_console_script_and_module_run() -> None:
         assert result.stdout.startswith("pcloud 0.")
     result = subprocess.run(["pcloud", "nonsense"], capture_output=True, text=True)
     assert result.returncode == 2 and "invalid choice" in result.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can act for another user")
+def test_root_acts_as_the_owner_of_the_data_folder(tmp_path: Path) -> None:
+    commands = (
+        ["init", "--domain", "example.org"],
+        ["user", "add", "alice@example.org", "--password", PASSWORD],
+    )
+    # Run them once as root on a folder of root's, so that every module they need is imported:
+    # the child below can then switch users even though this Python lies under /root.
+    for argv in commands:
+        assert Cli(tmp_path / "warm-up")(*argv) == 0
+    nobody = pwd.getpwnam("nobody")
+    parent = Path(tempfile.mkdtemp(dir="/tmp"))
+    try:
+        parent.chmod(0o755)
+        data = parent / "data"
+        data.mkdir()
+        os.chown(data, nobody.pw_uid, nobody.pw_gid)
+        child = os.fork()
+        if child == 0:  # the child runs the commands as root would, and exits
+            try:
+                statuses = [Cli(data)(*argv) for argv in commands]
+                os._exit(0 if statuses == [0, 0] and os.geteuid() == nobody.pw_uid else 1)
+            finally:
+                os._exit(2)
+        assert os.waitpid(child, 0)[1] == 0
+        owners = {path.name: path.stat().st_uid for path in data.rglob("*")}
+        assert set(owners.values()) == {nobody.pw_uid}, owners
+        assert "directory.sqlite3" in owners and "server.key" in owners
+    finally:
+        shutil.rmtree(parent)

@@ -6,9 +6,11 @@ import configparser
 import io
 import os
 import pwd
+import subprocess
 from pathlib import Path
 
 from pcloud.cli import Context, run
+from tests.conftest import require_tool
 
 
 def install(tmp_path: Path) -> tuple[int, str, str]:
@@ -41,6 +43,17 @@ def test_install_writes_a_sandboxed_unit_and_initialises_the_data(tmp_path: Path
     assert service["ReadWritePaths"] == str(tmp_path / "srv")
     assert service["ExecReload"] == "/bin/kill -HUP $MAINPID"
     assert unit["Install"]["WantedBy"] == "multi-user.target"
+
+
+def test_systemd_accepts_the_unit(tmp_path: Path) -> None:
+    systemd_analyze = require_tool("systemd-analyze")
+    assert install(tmp_path)[0] == 0
+    unit_file = tmp_path / "units" / "pcloud.service"
+    verify = subprocess.run(
+        [systemd_analyze, "verify", str(unit_file)], capture_output=True, text=True, timeout=60
+    )
+    assert verify.returncode == 0, verify.stderr
+    assert "pcloud.service" not in verify.stderr  # no warning about our unit
 
 
 def test_install_twice_changes_nothing(tmp_path: Path) -> None:
