@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import logging
 import os
+import shutil
 import signal
 import socket
 import ssl
@@ -18,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from pcloud import supervisor
 from pcloud.cli import Context, run
 from pcloud.listeners import LISTENERS, choose_port_map
 from pcloud.services import load_config, open_directory
@@ -230,3 +233,29 @@ def test_port_maps() -> None:
     expected = "standard" if os.geteuid() == 0 else choose_port_map("auto")
     assert choose_port_map("auto") == expected
     assert choose_port_map("high") == "high"
+
+
+def test_a_failed_reload_keeps_serving_and_is_logged(
+    tmp_path: Path, logged_errors: list[logging.LogRecord]
+) -> None:
+    # A certificate issued elsewhere (here: a copy of one from pcloud's own CA).
+    with running_server(tmp_path / "first") as first:
+        own = tmp_path / "own"
+        own.mkdir()
+        for name in ("server.pem", "server.key"):
+            shutil.copy(first.data_dir / "tls" / name, own / name)
+        ca_file = first.ca_file
+    settings = {
+        "tls": {"certificate": str(own / "server.pem"), "private_key": str(own / "server.key")}
+    }
+    with running_server(tmp_path / "data", settings=settings) as server:
+        assert not (server.data_dir / "tls" / "server.pem").exists()  # nothing generated
+        (own / "server.pem").write_text("not a certificate")
+        server.loop.call_soon_threadsafe(supervisor._reload, server.services)
+        deadline = time.monotonic() + 10
+        while not logged_errors:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert logged_errors[0].getMessage().startswith("reload failed")
+        logged_errors.clear()
+        _handshake(server.port("https"), ca_file, "mail.example.org")
