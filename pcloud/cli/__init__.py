@@ -100,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
 def run(argv: Sequence[str], context: Context) -> int:
     """Run one command line; returns the exit status."""
     from pcloud.directory import DirectoryError, InvalidValue
-    from pcloud.directory.schema import SchemaTooNew
+    from pcloud.store.sqlite import SchemaTooNew
 
     parser = build_parser()
     try:

@@ -30,8 +30,9 @@ from cryptography.hazmat.primitives import serialization
 from pcloud.config import LoginSection
 from pcloud.directory import passwords
 from pcloud.directory.addresses import AddressError, domain_of, normalize_address, normalize_domain
-from pcloud.directory.schema import migrate
+from pcloud.directory.schema import MIGRATIONS
 from pcloud.directory.throttle import Throttle
+from pcloud.store.sqlite import open_database
 
 log = logging.getLogger(__name__)
 
@@ -100,16 +101,7 @@ class Directory:
         # One connection shared by the event loop and its worker threads; every use is short
         # and holds the lock. Password hashing happens outside it.
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode = WAL")
-        self._db.execute("PRAGMA foreign_keys = ON")
-        self._db.execute("PRAGMA busy_timeout = 5000")
-        path.chmod(0o600)
-        try:
-            migrate(self._db)
-        except BaseException:
-            self._db.close()
-            raise
+        self._db = open_database(path, MIGRATIONS)
 
     def close(self) -> None:
         with self._lock:

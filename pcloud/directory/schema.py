@@ -1,11 +1,4 @@
-"""The directory's SQLite schema, one migration per version (PRAGMA user_version).
-
-A migration is appended, never edited: a data folder at version N runs migrations N+1.. at open.
-"""
-
-from __future__ import annotations
-
-import sqlite3
+"""The directory's SQLite schema, one migration per version (see pcloud.store.sqlite)."""
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: domains, users, app passwords, SSH keys, aliases.
@@ -53,18 +46,3 @@ MIGRATIONS: tuple[str, ...] = (
     );
     """,
 )
-
-
-class SchemaTooNew(Exception):
-    """The data folder was written by a newer pcloud."""
-
-
-def migrate(db: sqlite3.Connection) -> None:
-    version: int = db.execute("PRAGMA user_version").fetchone()[0]
-    if version > len(MIGRATIONS):
-        raise SchemaTooNew(
-            f"the directory is at schema version {version}, newer than this pcloud knows "
-            f"({len(MIGRATIONS)}): upgrade pcloud"
-        )
-    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-        db.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")

@@ -13,7 +13,8 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from pcloud.config import LoginSection
 from pcloud.directory import Directory, DirectoryError, InvalidValue
-from pcloud.directory.schema import MIGRATIONS, SchemaTooNew
+from pcloud.directory.schema import MIGRATIONS
+from pcloud.store.sqlite import SchemaTooNew
 
 PASSWORD = "correct horse battery"
 FAST = LoginSection(first_delay_ms=1, max_delay_ms=5)
