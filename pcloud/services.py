@@ -4,6 +4,7 @@ Data folder layout (each part is described by the module that owns it):
     pcloud.toml          config (pcloud.config), written at first start with commented defaults
     directory.sqlite3    users, domains, aliases, credentials (pcloud.directory)
     tls/                 local CA and server certificate (pcloud.tls)
+    mail/<address>/      Maildir++ folders and index.sqlite3 of each account (pcloud.store.mail)
     run/                 lock and endpoints of the running server (pcloud.supervisor)
 """
 
@@ -18,7 +19,9 @@ from pcloud import config
 from pcloud.config import Config, ConfigError
 from pcloud.directory import DIRECTORY_FILE, Directory
 from pcloud.directory.passwords import generate_password
+from pcloud.events import Events
 from pcloud.store.durable import write_atomically
+from pcloud.store.mail import MailStore
 from pcloud.tls import Tls
 
 log = logging.getLogger(__name__)
@@ -39,6 +42,8 @@ class Services:
     config: Config
     directory: Directory
     tls: Tls
+    events: Events
+    mail: MailStore
     # Filled by the supervisor once every listener is bound and before any serves, so that a
     # service can name the others' real ports (redirects, client autoconfiguration).
     endpoints: list[Endpoint] = field(default_factory=list)
@@ -52,6 +57,7 @@ class Services:
         self.tls.reload(self.directory.domains())
 
     def close(self) -> None:
+        self.mail.close()
         self.directory.close()
 
 
@@ -109,4 +115,11 @@ def open_services(
         first_start = FirstStart(f"admin@{settings.server.domain}", generate_password())
         directory.add_user(first_start.admin_address, first_start.admin_password, is_admin=True)
     tls = Tls(data_dir / "tls", settings.tls, directory.domains())
-    return Services(data_dir, settings, directory, tls), first_start
+    events = Events()
+
+    def quota_of(address: str) -> int | None:
+        user = directory.user(address)
+        return None if user is None else user.quota_bytes
+
+    mail = MailStore(data_dir / "mail", quota_of, events)
+    return Services(data_dir, settings, directory, tls, events, mail), first_start

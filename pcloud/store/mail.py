@@ -1,0 +1,548 @@
+"""The mail store: mailboxes and messages of every account, written once for every protocol.
+
+SMTP delivery, IMAP, JMAP and the web panel all deliver, append, copy, move, flag and expunge
+through `Account`; each change is committed (files flushed, index committed) before it returns
+and before its event is published. Layout: see maildir.py and index.py.
+
+Invariants:
+- A message in the index has its complete file in cur/. Files are written and flushed first;
+  the index row is committed after. Expunged files are first moved to tmp/, the index is
+  committed, then the files are removed: an expunged message never comes back.
+- Opening an account reconciles the index with the files: a file without a row is indexed (with
+  the flags of a `:2,` Maildir suffix if it has one), a row without a file is dropped and logged.
+- One lock per account serialises its changes; the methods block (file and SQLite I/O), so that
+  protocols call them from worker threads (asyncio.to_thread).
+
+Not yet: renaming INBOX (RFC 9051 §6.3.6 moves its messages), group commit of fsyncs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+from pcloud.events import Events, Expunged, FlagsChanged, MailboxChanged, MessageAdded
+from pcloud.store import maildir
+from pcloud.store.durable import fsync_folder
+from pcloud.store.index import MIGRATIONS, envelope_headers
+from pcloud.store.mail_values import (
+    DEFAULT_MAILBOXES,
+    MAILDIR_FLAGS,
+    SPECIAL_USES,
+    FlagChange,
+    FlagMode,
+    Mailbox,
+    MailboxExists,
+    MailboxNotFound,
+    MailStoreError,
+    Message,
+    NoSuchAccount,
+    QuotaExceeded,
+    Stored,
+    normalize_flags,
+    normalize_mailbox_name,
+    split_flags,
+)
+from pcloud.store.maildir import INBOX
+from pcloud.store.sqlite import open_database
+
+log = logging.getLogger(__name__)
+
+
+class Account:
+    """One account's mailboxes. Get it from `MailStore.account(address)`."""
+
+    def __init__(
+        self, folder: Path, address: str, events: Events, quota: Callable[[], int]
+    ) -> None:
+        self.folder = folder
+        self.address = address
+        self.events = events
+        self.quota = quota  # bytes, 0 for none; asked at each change, so it applies at once
+        self._lock = threading.Lock()
+        maildir.create_folder(folder, "")
+        self._db = open_database(folder / "index.sqlite3", MIGRATIONS)
+        with self._lock:
+            self._create_default_mailboxes()
+            self._reconcile()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _rows(self, sql: str, *args: object) -> list[sqlite3.Row]:
+        cursor = self._db.execute(sql, args)
+        cursor.row_factory = sqlite3.Row
+        return cursor.fetchall()
+
+    def _mailbox_row(self, name: str) -> sqlite3.Row:
+        rows = self._rows("SELECT * FROM mailboxes WHERE name = ?", normalize_mailbox_name(name))
+        if not rows:
+            raise MailboxNotFound(f"no mailbox {name}")
+        return rows[0]
+
+    def _folder_path(self, folder: str) -> Path:
+        return self.folder / folder if folder else self.folder
+
+    def _begin(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def _check_quota(self, adding: int) -> None:
+        limit = self.quota()
+        if not limit:
+            return
+        (used,) = self._db.execute("SELECT bytes FROM account").fetchone()
+        if used + adding > limit:
+            raise QuotaExceeded(
+                f"mailbox full: {used + adding} bytes would exceed the quota of {limit}"
+            )
+
+    def _insert_mailbox(self, name: str, special_use: str | None) -> None:
+        folder = maildir.folder_name(name)
+        maildir.create_folder(self.folder, folder)
+        # Seconds since 2020 (fits 32 bits for a century), and never one used before here.
+        (last,) = self._db.execute("SELECT last_uidvalidity FROM account").fetchone()
+        uidvalidity = max(int(time.time()) - 1_577_836_800, last + 1)
+        self._db.execute("UPDATE account SET last_uidvalidity = ?", (uidvalidity,))
+        self._db.execute(
+            "INSERT INTO mailboxes (name, folder, special_use, uidvalidity, uidnext,"
+            " highestmodseq) VALUES (?, ?, ?, ?, 1, 1)",
+            (name, folder, special_use, uidvalidity),
+        )
+
+    def _create_default_mailboxes(self) -> None:
+        if self._db.execute("SELECT count(*) FROM mailboxes").fetchone()[0]:
+            return
+        self._begin()
+        for name, special_use in DEFAULT_MAILBOXES:
+            self._insert_mailbox(name, special_use)
+        self._db.execute("COMMIT")
+
+    def _reconcile(self) -> None:
+        """Make the index agree with the files (after a crash, or another program's writes)."""
+        known_folders = {row["folder"] for row in self._rows("SELECT folder FROM mailboxes")}
+        self._begin()
+        try:
+            for entry in sorted(self.folder.iterdir()):
+                if (
+                    entry.is_dir()
+                    and entry.name.startswith(".")
+                    and entry.name not in known_folders
+                ):
+                    name = maildir.mailbox_name(entry.name)
+                    log.warning("reconcile: folder without mailbox account=%s mailbox=%s",
+                                self.address, name)  # fmt: skip
+                    self._insert_mailbox(name, None)
+            for mailbox in self._rows("SELECT id, name, folder FROM mailboxes"):
+                self._reconcile_mailbox(mailbox)
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def _reconcile_mailbox(self, mailbox: sqlite3.Row) -> None:
+        files = maildir.message_files(self._folder_path(mailbox["folder"]))
+        indexed = {
+            row["file"]: row["uid"]
+            for row in self._rows(
+                "SELECT file, uid FROM messages WHERE mailbox_id = ?", mailbox["id"]
+            )
+        }
+        missing = [uid for file, uid in indexed.items() if file not in files]
+        if missing:
+            log.warning("reconcile: messages without files dropped account=%s mailbox=%s uids=%s",
+                        self.address, mailbox["name"], missing)  # fmt: skip
+            self._delete_rows(mailbox["id"], missing)
+        for file in sorted(set(files) - set(indexed)):
+            data = files[file].read_bytes()
+            suffix = file.partition(":2,")[2]
+            flags = normalize_flags(MAILDIR_FLAGS[c] for c in suffix if c in MAILDIR_FLAGS)
+            uid, _ = self._add_row(
+                mailbox["id"], file, flags, int(files[file].stat().st_mtime), len(data),
+                json.dumps(envelope_headers(data)),
+            )  # fmt: skip
+            log.warning("reconcile: file indexed account=%s mailbox=%s uid=%d",
+                        self.address, mailbox["name"], uid)  # fmt: skip
+
+    def _next_modseq(self, mailbox_id: int) -> int:
+        self._db.execute(
+            "UPDATE mailboxes SET highestmodseq = highestmodseq + 1 WHERE id = ?", (mailbox_id,)
+        )
+        modseq: int = self._db.execute(
+            "SELECT highestmodseq FROM mailboxes WHERE id = ?", (mailbox_id,)
+        ).fetchone()[0]
+        return modseq
+
+    def _add_row(
+        self,
+        mailbox_id: int,
+        file: str,
+        flags: Sequence[str],
+        internal_date: int,
+        size: int,
+        headers: str,
+    ) -> tuple[int, int]:
+        """Index a message whose file is in place; returns its UID and MODSEQ."""
+        (uid,) = self._db.execute(
+            "SELECT uidnext FROM mailboxes WHERE id = ?", (mailbox_id,)
+        ).fetchone()
+        modseq = self._next_modseq(mailbox_id)
+        self._db.execute("UPDATE mailboxes SET uidnext = uidnext + 1 WHERE id = ?", (mailbox_id,))
+        self._db.execute(
+            "INSERT INTO messages (mailbox_id, uid, file, flags, modseq, internal_date, size,"
+            " headers) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (mailbox_id, uid, file, " ".join(flags), modseq, internal_date, size, headers),
+        )  # fmt: skip
+        return uid, modseq
+
+    def _delete_rows(self, mailbox_id: int, uids: Sequence[int]) -> int:
+        modseq = self._next_modseq(mailbox_id)
+        for uid in uids:
+            self._db.execute(
+                "DELETE FROM messages WHERE mailbox_id = ? AND uid = ?", (mailbox_id, uid)
+            )
+            self._db.execute(
+                "INSERT OR REPLACE INTO vanished VALUES (?, ?, ?)", (mailbox_id, uid, modseq)
+            )
+        return modseq
+
+    # -- mailboxes ----------------------------------------------------------------------------
+
+    def mailboxes(self) -> list[Mailbox]:
+        with self._lock:
+            rows = self._rows(
+                "SELECT m.*, count(x.uid) AS messages, coalesce(sum(x.size), 0) AS size,"
+                " coalesce(sum(x.uid IS NOT NULL"
+                "              AND instr(' ' || x.flags || ' ', ' \\Seen ') = 0), 0) AS unseen"
+                " FROM mailboxes m LEFT JOIN messages x ON x.mailbox_id = m.id"
+                " GROUP BY m.id ORDER BY m.name = 'INBOX' DESC, m.name"
+            )
+        return [
+            Mailbox(r["name"], r["special_use"], r["uidvalidity"], r["uidnext"], r["highestmodseq"],
+                    bool(r["subscribed"]), r["messages"], r["unseen"], r["size"])
+            for r in rows
+        ]  # fmt: skip
+
+    def mailbox(self, name: str) -> Mailbox:
+        name = normalize_mailbox_name(name)
+        for mailbox in self.mailboxes():
+            if mailbox.name == name:
+                return mailbox
+        raise MailboxNotFound(f"no mailbox {name}")
+
+    def create_mailbox(self, name: str, special_use: str | None = None) -> None:
+        name = normalize_mailbox_name(name)
+        if special_use is not None and special_use not in SPECIAL_USES:
+            raise MailStoreError(f"{special_use} is not a special use")
+        with self._lock:
+            self._begin()
+            try:
+                if self._rows("SELECT 1 FROM mailboxes WHERE name = ?", name):
+                    raise MailboxExists(f"mailbox {name} already exists")
+                self._insert_mailbox(name, special_use)
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+        log.info("mailbox created account=%s mailbox=%s", self.address, name)
+        self.events.publish(MailboxChanged(self.address, name, name, created=True))
+
+    def rename_mailbox(self, old: str, new: str) -> None:
+        """Rename a mailbox and the mailboxes below it; their UIDs stay valid."""
+        old, new = normalize_mailbox_name(old), normalize_mailbox_name(new)
+        if old == INBOX:
+            raise MailStoreError("renaming INBOX is not supported yet")
+        if new == old or new.startswith(old + "/"):
+            raise MailStoreError(f"cannot rename {old} into itself")
+        with self._lock:
+            self._begin()
+            try:
+                self._mailbox_row(old)
+                if self._rows("SELECT 1 FROM mailboxes WHERE name = ?", new):
+                    raise MailboxExists(f"mailbox {new} already exists")
+                moving = self._rows(
+                    "SELECT id, name, folder FROM mailboxes"
+                    " WHERE name = ? OR substr(name, 1, ?) = ?",
+                    old, len(old) + 1, old + "/",
+                )  # fmt: skip
+                for row in moving:
+                    name = new + row["name"][len(old) :]
+                    folder = maildir.folder_name(name)
+                    os.rename(self._folder_path(row["folder"]), self._folder_path(folder))
+                    self._db.execute(
+                        "UPDATE mailboxes SET name = ?, folder = ? WHERE id = ?",
+                        (name, folder, row["id"]),
+                    )
+                fsync_folder(self.folder)
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+        log.info("mailbox renamed account=%s from=%s to=%s", self.address, old, new)
+        self.events.publish(MailboxChanged(self.address, old, new))
+
+    def delete_mailbox(self, name: str) -> None:
+        """Delete a mailbox and its messages (the mailboxes below it stay)."""
+        name = normalize_mailbox_name(name)
+        if name == INBOX:
+            raise MailStoreError("INBOX cannot be deleted")
+        with self._lock:
+            row = self._mailbox_row(name)
+            path = self._folder_path(row["folder"])
+            doomed = self.folder / "tmp" / f"deleted-{row['id']}-{time.time_ns()}"
+            os.rename(path, doomed)  # out of sight first: reconcile must not bring it back
+            fsync_folder(self.folder)
+            self._begin()
+            self._db.execute("DELETE FROM mailboxes WHERE id = ?", (row["id"],))
+            self._db.execute("COMMIT")
+            shutil.rmtree(doomed)
+        log.info("mailbox deleted account=%s mailbox=%s", self.address, name)
+        self.events.publish(MailboxChanged(self.address, name, None))
+
+    def subscribe(self, name: str, subscribed: bool) -> None:
+        with self._lock:
+            row = self._mailbox_row(name)
+            self._db.execute(
+                "UPDATE mailboxes SET subscribed = ? WHERE id = ?", (int(subscribed), row["id"])
+            )
+
+    # -- messages -----------------------------------------------------------------------------
+
+    def deliver(
+        self,
+        message: bytes,
+        *,
+        mailbox: str = INBOX,
+        flags: Iterable[str] = (),
+        internal_date: float | None = None,
+    ) -> Stored:
+        """Store a message (SMTP delivery, IMAP APPEND); on disk when this returns."""
+        flag_list = normalize_flags(flags)
+        with self._lock:
+            row = self._mailbox_row(mailbox)
+            self._check_quota(len(message))
+            folder_path = self._folder_path(row["folder"])
+            file = maildir.write_message(folder_path, message)
+            try:
+                self._begin()
+                uid, modseq = self._add_row(
+                    row["id"], file, flag_list, int(internal_date or time.time()), len(message),
+                    json.dumps(envelope_headers(message)),
+                )  # fmt: skip
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                (folder_path / "cur" / file).unlink(missing_ok=True)
+                raise
+        self.events.publish(MessageAdded(self.address, row["name"], uid, modseq))
+        return Stored(row["name"], uid, row["uidvalidity"], modseq)
+
+    def messages(self, mailbox: str) -> list[Message]:
+        with self._lock:
+            row = self._mailbox_row(mailbox)
+            rows = self._rows(
+                "SELECT uid, flags, modseq, internal_date, size, headers FROM messages"
+                " WHERE mailbox_id = ? ORDER BY uid",
+                row["id"],
+            )
+        return [
+            Message(r["uid"], split_flags(r["flags"]), r["modseq"], r["internal_date"], r["size"],
+                    json.loads(r["headers"]))
+            for r in rows
+        ]  # fmt: skip
+
+    def message_file(self, mailbox: str, uid: int) -> Path:
+        """The message's file, to stream from (it never changes while it exists)."""
+        with self._lock:
+            row = self._mailbox_row(mailbox)
+            found = self._rows(
+                "SELECT file FROM messages WHERE mailbox_id = ? AND uid = ?", row["id"], uid
+            )
+        if not found:
+            raise MailStoreError(f"no message {uid} in {mailbox}")
+        file: str = found[0]["file"]
+        return self._folder_path(row["folder"]) / "cur" / file
+
+    def set_flags(
+        self,
+        mailbox: str,
+        uids: Iterable[int],
+        flags: Iterable[str],
+        mode: FlagMode,
+        *,
+        unchanged_since: int | None = None,
+    ) -> FlagChange:
+        """Add, remove or replace flags (IMAP STORE, RFC 7162 UNCHANGEDSINCE)."""
+        wanted = set(normalize_flags(flags))
+        with self._lock:
+            row = self._mailbox_row(mailbox)
+            self._begin()
+            changed, failed, modseq = [], [], row["highestmodseq"]
+            try:
+                current = {
+                    r["uid"]: r
+                    for r in self._rows(
+                        "SELECT uid, flags, modseq FROM messages WHERE mailbox_id = ?", row["id"]
+                    )
+                }
+                updates = []
+                for uid in sorted(set(uids)):
+                    message = current.get(uid)
+                    if message is None:
+                        continue
+                    if unchanged_since is not None and message["modseq"] > unchanged_since:
+                        failed.append(uid)
+                        continue
+                    before = set(split_flags(message["flags"]))
+                    after = {"add": before | wanted, "remove": before - wanted, "replace": wanted}[
+                        mode
+                    ]
+                    if after != before:
+                        updates.append((uid, " ".join(sorted(after))))
+                if updates:
+                    modseq = self._next_modseq(row["id"])
+                    for uid, text in updates:
+                        self._db.execute(
+                            "UPDATE messages SET flags = ?, modseq = ?"
+                            " WHERE mailbox_id = ? AND uid = ?",
+                            (text, modseq, row["id"], uid),
+                        )
+                        changed.append(uid)
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+        if changed:
+            self.events.publish(FlagsChanged(self.address, row["name"], tuple(changed), modseq))
+        return FlagChange(modseq, changed, failed)
+
+    def copy(self, source: str, uids: Iterable[int], target: str) -> list[tuple[int, int]]:
+        """Copy messages (hard links: the content is shared); returns (old UID, new UID) pairs."""
+        with self._lock:
+            source_row, target_row = self._mailbox_row(source), self._mailbox_row(target)
+            rows = self._rows(
+                "SELECT uid, file, flags, internal_date, size, headers FROM messages"
+                " WHERE mailbox_id = ?"
+                " ORDER BY uid",
+                source_row["id"],
+            )
+            wanted = set(uids)
+            rows = [r for r in rows if r["uid"] in wanted]
+            self._check_quota(sum(r["size"] for r in rows))
+            source_path = self._folder_path(source_row["folder"]) / "cur"
+            target_path = self._folder_path(target_row["folder"])
+            links = [maildir.link_message(source_path / r["file"], target_path) for r in rows]
+            pairs, added = [], []
+            try:
+                self._begin()
+                for r, link in zip(rows, links, strict=True):
+                    uid, modseq = self._add_row(
+                        target_row["id"], link, split_flags(r["flags"]), r["internal_date"],
+                        r["size"], r["headers"],
+                    )  # fmt: skip
+                    pairs.append((r["uid"], uid))
+                    added.append(MessageAdded(self.address, target_row["name"], uid, modseq))
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                for link in links:
+                    (target_path / "cur" / link).unlink(missing_ok=True)
+                raise
+        for event in added:
+            self.events.publish(event)
+        return pairs
+
+    def move(self, source: str, uids: Iterable[int], target: str) -> list[tuple[int, int]]:
+        """Copy, then expunge from the source (RFC 6851)."""
+        pairs = self.copy(source, uids, target)
+        self.expunge(source, [old for old, _ in pairs], only_deleted=False)
+        return pairs
+
+    def expunge(
+        self, mailbox: str, uids: Iterable[int] | None = None, *, only_deleted: bool = True
+    ) -> list[int]:
+        """Remove messages for good: those flagged \\Deleted (all, or only among `uids`), or
+        with only_deleted=False exactly `uids`. Returns the UIDs removed."""
+        with self._lock:
+            row = self._mailbox_row(mailbox)
+            rows = self._rows(
+                "SELECT uid, file, flags FROM messages WHERE mailbox_id = ? ORDER BY uid", row["id"]
+            )
+            wanted = None if uids is None else set(uids)
+            doomed = [
+                r for r in rows
+                if (wanted is None or r["uid"] in wanted)
+                and (not only_deleted or "\\Deleted" in split_flags(r["flags"]))
+            ]  # fmt: skip
+            if not doomed:
+                return []
+            folder_path = self._folder_path(row["folder"])
+            moved = []
+            for r in doomed:  # out of sight first: reconcile must not bring them back
+                hidden = folder_path / "tmp" / f"expunged-{r['file']}"
+                os.rename(folder_path / "cur" / r["file"], hidden)
+                moved.append((folder_path / "cur" / r["file"], hidden))
+            fsync_folder(folder_path / "cur")
+            try:
+                self._begin()
+                modseq = self._delete_rows(row["id"], [r["uid"] for r in doomed])
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                for original, hidden in moved:
+                    os.rename(hidden, original)
+                raise
+            for _, hidden in moved:
+                hidden.unlink()
+        removed = [r["uid"] for r in doomed]
+        self.events.publish(Expunged(self.address, row["name"], tuple(removed), modseq))
+        return removed
+
+    def usage(self) -> tuple[int, int]:
+        """(bytes, messages) stored in all mailboxes, as the quota counts them."""
+        with self._lock:
+            used_bytes, count = self._db.execute("SELECT bytes, messages FROM account").fetchone()
+        return used_bytes, count
+
+
+class MailStore:
+    """Every account's mail under `<data>/mail/`; an account is opened at first use."""
+
+    def __init__(self, root: Path, quota_of: Callable[[str], int | None], events: Events) -> None:
+        """`quota_of(address)` is the user's quota in bytes (0: none), None for no such user."""
+        self.root = root
+        self.quota_of = quota_of
+        self.events = events
+        self._lock = threading.Lock()
+        self._accounts: dict[str, Account] = {}
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+    def account(self, address: str) -> Account:
+        with self._lock:
+            account = self._accounts.get(address)
+            if account is None:
+                if self.quota_of(address) is None:
+                    raise NoSuchAccount(f"no account {address}")
+                account = Account(
+                    self.root / address, address, self.events, lambda: self.quota_of(address) or 0
+                )
+                self._accounts[address] = account
+            return account
+
+    def close(self) -> None:
+        with self._lock:
+            for account in self._accounts.values():
+                account.close()
+            self._accounts.clear()
