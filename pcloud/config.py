@@ -192,6 +192,27 @@ class LoginSection:
 
 
 @dataclass(frozen=True)
+class SmtpSection:
+    """Mail transfer (port 25) and submission (587, 465) limits."""
+
+    max_message_bytes: int = option(
+        25 * 1024 * 1024,
+        Integer("an integer from 1024 to 1073741824", 1024, 1024**3),
+        "The largest message accepted (advertised as SIZE); larger ones get 552.",
+    )
+    max_recipients: int = option(
+        100,
+        Integer("an integer from 1 to 10000", 1, 10000),
+        "Recipients per message; further RCPT commands get 452.",
+    )
+    max_connections_per_address: int = option(
+        20,
+        Integer("an integer from 1 to 10000", 1, 10000),
+        "Simultaneous connections from one address (IPv6: one /64); more get 421.",
+    )
+
+
+@dataclass(frozen=True)
 class LogSection:
     """What the server writes to its log (standard error)."""
 
@@ -235,6 +256,7 @@ class Config:
     server: ServerSection = ServerSection()
     tls: TlsSection = TlsSection()
     login: LoginSection = LoginSection()
+    smtp: SmtpSection = SmtpSection()
     log: LogSection = LogSection()
     listeners: Mapping[str, ListenerSection] = field(default_factory=dict)
 
@@ -243,6 +265,7 @@ SECTIONS: dict[str, type[Any]] = {
     "server": ServerSection,
     "tls": TlsSection,
     "login": LoginSection,
+    "smtp": SmtpSection,
     "log": LogSection,
 }
 

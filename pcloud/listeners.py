@@ -66,6 +66,33 @@ LISTENERS: tuple[ListenerSpec, ...] = (
         tls_modes=("none",),
         serve_path="pcloud.http.app:serve_redirect",
     ),
+    ListenerSpec(
+        name="smtp",
+        service="mail",
+        description="SMTP: mail from other servers to hosted addresses (MX), STARTTLS offered",
+        standard_port=25,
+        high_port=2525,
+        tls_modes=("starttls",),
+        serve_path="pcloud.smtp.inbound:serve",
+    ),
+    ListenerSpec(
+        name="submission",
+        service="mail",
+        description="mail submission by users' mail programs, STARTTLS required before AUTH",
+        standard_port=587,
+        high_port=2587,
+        tls_modes=("starttls",),
+        serve_path="pcloud.smtp.submission:serve_starttls",
+    ),
+    ListenerSpec(
+        name="submissions",
+        service="mail",
+        description="mail submission over implicit TLS",
+        standard_port=465,
+        high_port=4465,
+        tls_modes=("implicit",),
+        serve_path="pcloud.smtp.submission:serve_implicit_tls",
+    ),
 )
 
 

@@ -57,7 +57,10 @@ def test_values_are_read(tmp_path: Path) -> None:
             "server.domian: unknown key (known: domain, address, ports)",
         ),
         ("[sever]\n", "sever: unknown section"),
-        ("[listeners.imap]\n", "listeners.imap: unknown listener (known: https, http)"),
+        (
+            "[listeners.imap]\n",
+            "listeners.imap: unknown listener (known: https, http, smtp, submission, submissions)",
+        ),
         (
             "[listeners.https]\nport = 'abc'\n",
             'listeners.https.port: expected an integer from 0 to 65535, or "auto", got "abc"',

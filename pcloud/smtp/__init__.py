@@ -1,0 +1,15 @@
+"""SMTP: mail from other servers (MX, port 25) and from users' mail programs (submission).
+
+Built on aiosmtpd's protocol; the handlers here only translate to pcloud calls (the directory
+resolves recipients, the mail store delivers). RFC 5321 (SMTP), RFC 3207 (STARTTLS), RFC 4954
+(AUTH), RFC 6409 (submission), RFC 8314 (implicit TLS).
+
+Implementation notes:
+- A recipient is checked at RCPT: unknown users get 550, other domains 554 (never a relay), a
+  full mailbox 452. The message is on disk in every recipient's mailbox before 250 is sent.
+- Not yet: the outbound queue (mail to other servers, and aliases that forward outside, get a
+  temporary 451 so that senders retry), DKIM signing, SPF/DKIM/DMARC checks and the
+  Authentication-Results header.
+- aiosmtpd's own replies to syntax errors carry no enhanced status code, though
+  ENHANCEDSTATUSCODES is advertised; pcloud's replies all do.
+"""

@@ -1,0 +1,103 @@
+"""aiosmtpd's SMTP protocol on a pcloud listener: TLS, limits, connection counting, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections import Counter
+from typing import Any
+
+from aiosmtpd.smtp import SMTP
+
+from pcloud import __version__
+from pcloud.directory.throttle import address_key
+from pcloud.listeners import Stop
+from pcloud.services import Services
+
+log = logging.getLogger(__name__)
+# aiosmtpd logs every connection at INFO; pcloud's own lines say what matters.
+logging.getLogger("mail.log").setLevel(logging.WARNING)
+
+COMMAND_TIMEOUT = 300  # seconds without a command before the connection is closed (RFC 5321)
+
+
+class Connections:
+    """The open connections of one listener, counted per remote address."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.per_address: Counter[str] = Counter()
+        self.open: set[PcloudSMTP] = set()
+
+
+class PcloudSMTP(SMTP):
+    def __init__(self, handler: Any, connections: Connections, **options: Any) -> None:
+        super().__init__(handler, **options)
+        self.connections = connections
+        self.address_key: str | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self.transport is None:  # the TCP connection, not the switch to TLS after STARTTLS
+            peer = transport.get_extra_info("peername")
+            key = address_key(peer[0])
+            if self.connections.per_address[key] >= self.connections.limit:
+                log.warning("smtp connection refused: too many remote=%s", peer[0])
+                assert isinstance(transport, asyncio.WriteTransport)
+                transport.write(b"421 4.7.0 Too many connections from your address\r\n")
+                transport.close()
+                return
+            self.connections.per_address[key] += 1
+            self.connections.open.add(self)
+            self.address_key = key
+        super().connection_made(transport)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self.address_key is None:  # refused above: aiosmtpd never saw it
+            return
+        self.connections.per_address[self.address_key] -= 1
+        if not self.connections.per_address[self.address_key]:
+            del self.connections.per_address[self.address_key]
+        self.connections.open.discard(self)
+        self.address_key = None
+        super().connection_lost(error)
+
+
+async def serve_smtp(
+    services: Services, sock: socket.socket, handler: Any, *, implicit_tls: bool, auth: bool
+) -> Stop:
+    """Serve SMTP on `sock`: STARTTLS offered (or TLS from the start), AUTH when `auth`."""
+    settings = services.config.smtp
+    connections = Connections(settings.max_connections_per_address)
+    loop = asyncio.get_running_loop()
+    context = services.tls.server_context
+
+    def protocol() -> PcloudSMTP:
+        return PcloudSMTP(
+            handler,
+            connections,
+            hostname=f"mail.{services.config.server.domain}",
+            ident=f"pcloud {__version__}",
+            data_size_limit=settings.max_message_bytes,
+            enable_SMTPUTF8=True,
+            tls_context=None if implicit_tls else context,
+            # Submission: nothing but EHLO, STARTTLS and QUIT before TLS.
+            require_starttls=auth and not implicit_tls,
+            auth_required=auth,
+            # Implicit TLS is TLS from the first byte, which aiosmtpd does not see itself.
+            auth_require_tls=not implicit_tls,
+            auth_exclude_mechanism=() if auth else ("PLAIN", "LOGIN"),
+            timeout=COMMAND_TIMEOUT,
+            loop=loop,
+        )
+
+    server = await loop.create_server(protocol, sock=sock, ssl=context if implicit_tls else None)
+
+    async def stop() -> None:
+        server.close()
+        for connection in list(connections.open):
+            if connection.transport is not None:
+                connection.transport.close()
+        await server.wait_closed()
+
+    return stop
