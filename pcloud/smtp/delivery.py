@@ -15,6 +15,7 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from pcloud.directory import InvalidValue
 from pcloud.directory.addresses import AddressError, domain_of, normalize_address
 from pcloud.services import Services
 from pcloud.store.mail_values import NoSuchAccount, QuotaExceeded
@@ -43,6 +44,9 @@ def peer_address(session: Session) -> str:
     return str(peer[0]) if isinstance(peer, tuple) else str(peer)
 
 
+UNTIL_THERE_IS_A_QUEUE = "451 4.4.0 Delivery to other servers is not available yet; try again later"
+
+
 class Handler:
     """aiosmtpd hooks (RFC 5321 §3.3) shared by the MX and submission listeners."""
 
@@ -69,7 +73,8 @@ class Handler:
         return "451 4.3.0 Local error; please try again later"
 
     def resolve(self, address: str) -> list[str] | None:
-        """The final addresses for a recipient, None when nothing here takes it. A bare
+        """The final addresses for a recipient, None when nothing here takes it (InvalidValue
+        when it is no plain address). A bare
         `postmaster` is the main domain's; every hosted domain's postmaster reaches an
         administrator even without an alias (RFC 5321 §4.5.1)."""
         if "@" not in address and address.lower() == "postmaster":
@@ -88,7 +93,7 @@ class Handler:
             return "452 4.5.3 Too many recipients"
         try:
             targets = await asyncio.to_thread(self.resolve, address)
-        except AddressError:
+        except InvalidValue:
             return "553 5.1.3 Recipient address not accepted here"
         if targets is None:
             return await self.unknown_recipient(session, address)
@@ -96,7 +101,7 @@ class Handler:
         local = [t for t in targets if domain_of(t) in self.directory.domains()]
         remote = [t for t in targets if t not in local]
         if remote:
-            return "451 4.4.0 Delivery to other servers is not available yet; try again later"
+            return UNTIL_THERE_IS_A_QUEUE
         size = _declared_size(envelope.mail_options)
         for account in local:
             if not await asyncio.to_thread(self._has_room, account, size):
@@ -108,12 +113,17 @@ class Handler:
         return "250 2.1.5 Recipient OK"
 
     async def unknown_recipient(self, session: Session, address: str) -> str:
+        """A recipient no hosted address takes: unknown here, or someone elsewhere."""
         try:
             hosted = domain_of(normalize_address(address)) in self.directory.domains()
         except AddressError:
             hosted = False
         if hosted:
             return "550 5.1.1 No such user here"
+        return self.elsewhere(session, address)
+
+    def elsewhere(self, session: Session, address: str) -> str:
+        """The MX takes mail for hosted addresses only: it is never a relay."""
         log.info("smtp relay refused remote=%s rcpt=%s", peer_address(session), address)
         return "554 5.7.1 Relay access denied"
 

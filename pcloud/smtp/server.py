@@ -83,8 +83,9 @@ async def serve_smtp(
             tls_context=None if implicit_tls else context,
             # Submission: nothing but EHLO, STARTTLS and QUIT before TLS.
             require_starttls=auth and not implicit_tls,
-            auth_required=auth,
-            # Implicit TLS is TLS from the first byte, which aiosmtpd does not see itself.
+            # Implicit TLS is TLS from the first byte, which aiosmtpd does not see itself (and
+            # then warns about AUTH without TLS); there the handler itself requires AUTH.
+            auth_required=auth and not implicit_tls,
             auth_require_tls=not implicit_tls,
             auth_exclude_mechanism=() if auth else ("PLAIN", "LOGIN"),
             timeout=COMMAND_TIMEOUT,

@@ -16,11 +16,10 @@ import socket
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
 
-from pcloud.directory import Principal
-from pcloud.directory.addresses import AddressError
+from pcloud.directory import InvalidValue, Principal
 from pcloud.listeners import Stop
 from pcloud.services import Services
-from pcloud.smtp.delivery import Handler, peer_address
+from pcloud.smtp.delivery import UNTIL_THERE_IS_A_QUEUE, Handler, peer_address
 from pcloud.smtp.server import serve_smtp
 from pcloud.store.index import header_block
 
@@ -29,7 +28,7 @@ log = logging.getLogger(__name__)
 
 def _principal(session: Session) -> Principal:
     principal = session.auth_data
-    assert isinstance(principal, Principal)  # aiosmtpd allows MAIL only after AUTH here
+    assert isinstance(principal, Principal)  # handle_MAIL let only signed-in sessions through
     return principal
 
 
@@ -74,10 +73,13 @@ class SubmissionHandler(Handler):
         )
         return AuthResult(success=principal is not None, handled=False, auth_data=principal)
 
+    def elsewhere(self, session: Session, address: str) -> str:
+        return UNTIL_THERE_IS_A_QUEUE
+
     def owns(self, principal: Principal, address: str) -> bool:
         try:
             targets = self.resolve(address)
-        except AddressError:
+        except InvalidValue:
             return False
         return targets is not None and principal.address in targets
 
@@ -85,7 +87,9 @@ class SubmissionHandler(Handler):
     async def handle_MAIL(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
-        principal = _principal(session)
+        if not session.authenticated or not isinstance(session.auth_data, Principal):
+            return "530 5.7.0 Authentication required"
+        principal = session.auth_data
         if not await asyncio.to_thread(self.owns, principal, address):
             log.warning("submission sender refused login=%s from=%s", principal.address, address)
             return f"553 5.7.1 {principal.address} may not send as <{address}>"

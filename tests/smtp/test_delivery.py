@@ -1,0 +1,125 @@
+"""Mail from other servers (the MX listener) through smtplib: who gets it, and what is stored."""
+
+from __future__ import annotations
+
+import email.policy
+import smtplib
+from email.message import EmailMessage
+
+import pytest
+
+from pcloud.testing import RunningServer
+
+PASSWORD = "correct horse battery"
+
+
+def message(to: str, subject: str = "Hello", size: int = 0) -> EmailMessage:
+    mail = EmailMessage()
+    mail["From"] = "Bob <bob@example.net>"
+    mail["To"] = to
+    mail["Subject"] = subject
+    mail.set_content("Hi there.\n" + ("x" * 69 + "\n") * (size // 70))
+    return mail
+
+
+def inbox(server: RunningServer, address: str, mailbox: str = "INBOX") -> list[bytes]:
+    account = server.services.mail.account(address)
+    return [account.message_file(mailbox, m.uid).read_bytes() for m in account.messages(mailbox)]
+
+
+def mx(server: RunningServer) -> smtplib.SMTP:
+    return smtplib.SMTP("127.0.0.1", server.port("smtp"), timeout=10)
+
+
+def test_delivery_to_a_user_alias_and_catch_all(server: RunningServer) -> None:
+    server.add_user("alice@example.org", PASSWORD)
+    server.add_user("carol@example.org", PASSWORD)
+    directory = server.services.directory
+    directory.add_alias("team@example.org", ["alice@example.org", "carol@example.org"])
+    with mx(server) as client:
+        client.send_message(message("alice@example.org", "direct"))
+        client.send_message(message("team@example.org", "to the team"))
+    directory.add_alias("@example.org", ["carol@example.org"])
+    with mx(server) as client:
+        client.send_message(message("anything@example.org", "catch-all"))
+    alice = inbox(server, "alice@example.org")
+    carol = inbox(server, "carol@example.org")
+    assert [b"Subject: direct" in m for m in alice] == [True, False]
+    assert b"Subject: to the team" in alice[1] and b"Subject: to the team" in carol[0]
+    assert b"Subject: catch-all" in carol[1]
+
+
+def test_the_stored_message_has_a_received_header_and_the_exact_content(
+    server: RunningServer,
+) -> None:
+    server.add_user("alice@example.org", PASSWORD)
+    mail = message("alice@example.org", "exact")
+    with mx(server) as client:
+        client.ehlo("sender.example.net")
+        client.starttls(context=server.ssl_context())
+        client.ehlo("sender.example.net")
+        client.send_message(mail)
+    [stored] = inbox(server, "alice@example.org")
+    header, _, rest = stored.partition(b"\r\n\r\n")
+    assert header.startswith(b"Received: from sender.example.net ([127.0.0.1])\r\n")
+    assert b"by mail.example.org (pcloud) with ESMTPS id " in header
+    assert b"for <alice@example.org>;" in header
+    assert rest.replace(b"\r\n", b"\n") == mail.get_content().encode()
+
+
+def test_the_mx_offers_starttls_and_no_auth(server: RunningServer) -> None:
+    with mx(server) as client:
+        code, _ = client.ehlo("sender.example.net")
+        assert code == 250
+        for extension in ("starttls", "size", "8bitmime", "smtputf8", "pipelining",
+                          "enhancedstatuscodes"):  # fmt: skip
+            assert client.has_extn(extension), extension
+        assert not client.has_extn("auth")
+        assert client.esmtp_features["size"] == str(25 * 1024 * 1024)
+        assert client.docmd("AUTH", "PLAIN AGFsaWNlAHdyb25n")[0] >= 500
+
+
+def test_unknown_users_get_550_at_rcpt(server: RunningServer) -> None:
+    server.add_user("alice@example.org", PASSWORD)
+    with mx(server) as client:
+        client.ehlo("sender.example.net")
+        client.mail("bob@example.net")
+        assert client.rcpt("nobody@example.org") == (550, b"5.1.1 No such user here")
+        assert client.rcpt("alice@example.org")[0] == 250
+        client.rset()
+        with pytest.raises(smtplib.SMTPRecipientsRefused):
+            client.sendmail("bob@example.net", ["ghost@example.org"], b"Subject: x\r\n\r\nx\r\n")
+    assert inbox(server, "alice@example.org") == []
+
+
+def test_a_full_mailbox_is_refused_at_rcpt_and_an_oversized_message_at_data(
+    server: RunningServer,
+) -> None:
+    server.add_user("alice@example.org", PASSWORD, quota_bytes=20_000)
+    with mx(server) as client:
+        client.send_message(message("alice@example.org", "fits", size=5_000))
+        # No SIZE declared: the message is refused when it arrives.
+        client.ehlo("sender.example.net")
+        client.mail("bob@example.net")
+        assert client.rcpt("alice@example.org")[0] == 250
+        big = message("alice@example.org", "too big", size=30_000)
+        code, _ = client.data(big.as_bytes(policy=email.policy.SMTP))
+        assert code == 552
+        # SIZE declared: refused at RCPT already (RFC 1870).
+        with pytest.raises(smtplib.SMTPRecipientsRefused) as refused:
+            client.send_message(message("alice@example.org", "too big", size=30_000))
+        assert refused.value.recipients["alice@example.org"] == (
+            452,
+            b"4.2.2 Mailbox of alice@example.org is full",
+        )
+    [stored] = inbox(server, "alice@example.org")
+    assert b"Subject: fits" in stored
+
+
+def test_mail_forwarded_outside_is_deferred_until_there_is_a_queue(server: RunningServer) -> None:
+    server.services.directory.add_alias("fwd@example.org", ["someone@elsewhere.net"])
+    with mx(server) as client:
+        client.ehlo("sender.example.net")
+        client.mail("bob@example.net")
+        code, _ = client.rcpt("fwd@example.org")
+        assert code == 451
