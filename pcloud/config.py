@@ -104,6 +104,28 @@ class BindAddress(Kind):
         return value
 
 
+class HostPort(Kind):
+    """ "" or "host" or "host:port" (an IPv6 address in brackets: "[::1]:53")."""
+
+    def parse(self, value: object) -> object:
+        if not isinstance(value, str):
+            raise ValueError
+        if value:
+            split_host_port(value, 0)
+        return value
+
+
+def split_host_port(text: str, default_port: int) -> tuple[str, int]:
+    host, _, port = text.rpartition(":") if not text.endswith("]") else (text, "", "")
+    if not host or "]" in port:
+        host, port = text, ""
+    host = host.strip("[]")
+    number = int(port) if port else default_port
+    if not host or not 0 <= number <= 65535 or (":" in host and not text.startswith("[")):
+        raise ValueError
+    return host, number
+
+
 class Port(Kind):
     def parse(self, value: object) -> object:
         if value == "auto":
@@ -209,6 +231,31 @@ class SmtpSection:
         20,
         Integer("an integer from 1 to 10000", 1, 10000),
         "Simultaneous connections from one address (IPv6: one /64); more get 421.",
+    )
+    queue_lifetime_hours: int = option(
+        120,
+        Integer("an integer from 1 to 720", 1, 720),
+        "How long mail to other servers is retried before it is returned to its sender.",
+    )
+    smarthost: str = option(
+        "",
+        HostPort('"host:port", or "" to deliver directly'),
+        "Send all outgoing mail through this server (a provider's, for connections whose "
+        "port 25 is blocked); it must offer STARTTLS with a valid certificate.",
+    )
+    smarthost_login: str = option("", Text("a string"), "Login at the smarthost, if it asks.")
+    smarthost_password: str = option(
+        "", Text("a string"), "Password at the smarthost (this file is readable by pcloud only)."
+    )
+    outbound_port: int = option(
+        25,
+        Integer("an integer from 1 to 65535", 1, 65535),
+        "Port of other servers' MX; only tests change it.",
+    )
+    dns_server: str = option(
+        "",
+        HostPort('"ip" or "ip:port", or "" for the system\'s resolver'),
+        "DNS server for MX and A/AAAA lookups.",
     )
 
 

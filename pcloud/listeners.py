@@ -1,4 +1,5 @@
-"""The network listeners pcloud can open, and the port each gets under each port map.
+"""The network listeners pcloud can open (and the port each gets under each port map), and the
+background workers it runs.
 
 A listener belongs to one service and speaks one protocol on one port. Its protocol package
 provides `async def serve(services, sock) -> Stop`, imported only when the listener is enabled,
@@ -14,7 +15,7 @@ import importlib
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import socket
@@ -42,8 +43,7 @@ class ListenerSpec:
         return {"standard": self.standard_port, "high": self.high_port, "ephemeral": 0}[port_map]
 
     def load_serve(self) -> Serve:
-        module_name, function_name = self.serve_path.split(":")
-        serve: Serve = getattr(importlib.import_module(module_name), function_name)
+        serve: Serve = load(self.serve_path)
         return serve
 
 
@@ -94,6 +94,17 @@ LISTENERS: tuple[ListenerSpec, ...] = (
         serve_path="pcloud.smtp.submission:serve_implicit_tls",
     ),
 )
+
+
+# Background workers the supervisor runs beside the listeners ("module:function", each an
+# `async def run(services)` that runs until cancelled).
+WORKERS: tuple[str, ...] = ("pcloud.smtp.outbound:run",)
+
+
+def load(path: str) -> Callable[..., Any]:
+    module_name, function_name = path.split(":")
+    function: Callable[..., Any] = getattr(importlib.import_module(module_name), function_name)
+    return function
 
 
 def render_port_table() -> str:

@@ -8,6 +8,14 @@ import time
 
 
 class _Formatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        """One line per event, whatever a client managed to put in it (control characters,
+        line breaks, terminal escapes are written as escapes)."""
+        text = super().format(record)
+        if record.exc_info:  # a traceback keeps its lines
+            return text
+        return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
         return f"{stamp}.{int(record.msecs):03d}Z"

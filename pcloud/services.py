@@ -5,6 +5,7 @@ Data folder layout (each part is described by the module that owns it):
     directory.sqlite3    users, domains, aliases, credentials (pcloud.directory)
     tls/                 local CA and server certificate (pcloud.tls)
     mail/<address>/      Maildir++ folders and index.sqlite3 of each account (pcloud.store.mail)
+    queue/               mail waiting for delivery to other servers (pcloud.store.queue)
     run/                 lock and endpoints of the running server (pcloud.supervisor)
 """
 
@@ -22,6 +23,7 @@ from pcloud.directory.passwords import generate_password
 from pcloud.events import Events
 from pcloud.store.durable import write_atomically
 from pcloud.store.mail import MailStore
+from pcloud.store.queue import QueueStore
 from pcloud.tls import Tls
 
 log = logging.getLogger(__name__)
@@ -44,6 +46,7 @@ class Services:
     tls: Tls
     events: Events
     mail: MailStore
+    queue: QueueStore
     # Filled by the supervisor once every listener is bound and before any serves, so that a
     # service can name the others' real ports (redirects, client autoconfiguration).
     endpoints: list[Endpoint] = field(default_factory=list)
@@ -52,11 +55,15 @@ class Services:
         return next((e for e in self.endpoints if e.listener == listener), None)
 
     def reload(self) -> None:
-        """SIGHUP: issue and load the certificate again (new domains, renewal, a new file).
-        The directory needs nothing: it is read on every request."""
+        """SIGHUP: issue and load the certificate again (new domains, renewal, a new file) and
+        look at the queue (`pcloud queue retry`). The directory needs nothing: it is read on
+        every request."""
         self.tls.reload(self.directory.domains())
+        if self.queue.on_enqueue:
+            self.queue.on_enqueue()
 
     def close(self) -> None:
+        self.queue.close()
         self.mail.close()
         self.directory.close()
 
@@ -122,4 +129,5 @@ def open_services(
         return None if user is None else user.quota_bytes
 
     mail = MailStore(data_dir / "mail", quota_of, events)
-    return Services(data_dir, settings, directory, tls, events, mail), first_start
+    queue = QueueStore(data_dir / "queue")
+    return Services(data_dir, settings, directory, tls, events, mail, queue), first_start

@@ -26,7 +26,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import IO
 
-from pcloud.listeners import LISTENERS, Stop, choose_port_map
+from pcloud.listeners import LISTENERS, WORKERS, Stop, choose_port_map, load
 from pcloud.services import Endpoint, Services
 from pcloud.store.durable import write_atomically
 
@@ -48,9 +48,10 @@ def _run_dir(data_dir: Path) -> Path:
 
 
 class DataFolderLock:
-    """Held by the one server that serves a data folder."""
+    """Held by the one server that serves a data folder. The lock file holds its pid, and
+    "embedded" when it runs inside another program (pcloud.testing), which SIGHUP would stop."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, *, embedded: bool = False) -> None:
         run_dir = _run_dir(data_dir)
         run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.file: IO[str] = open(run_dir / "lock", "a+")  # noqa: SIM115 (held while serving)
@@ -58,31 +59,38 @@ class DataFolderLock:
             fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             self.file.seek(0)
-            pid = self.file.read().strip() or "unknown"
+            fields = self.file.read().split()
+            pid = fields[0] if fields else "unknown"
             self.file.close()
             raise StartError(
                 f"another pcloud server is already running on {data_dir} (pid {pid}); stop it first"
             ) from None
         self.file.truncate(0)
-        self.file.write(f"{os.getpid()}\n")
+        self.file.write(f"{os.getpid()}{' embedded' if embedded else ''}\n")
         self.file.flush()
 
     def release(self) -> None:
         self.file.close()
 
 
-def running_pid(data_dir: Path) -> int | None:
-    """The pid of the server serving this data folder, or None when none is."""
+def _lock_holder(data_dir: Path) -> list[str]:
+    """What the running server wrote into the lock ([pid] or [pid, "embedded"]), or []."""
     lock_file = _run_dir(data_dir) / "lock"
     if not lock_file.exists():
-        return None
+        return []
     with open(lock_file) as file:
         try:
             fcntl.flock(file, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
-            text = file.read().strip()
-            return int(text) if text.isdigit() else None
-    return None
+            fields = file.read().split()
+            return fields if fields and fields[0].isdigit() else []
+    return []
+
+
+def running_pid(data_dir: Path) -> int | None:
+    """The pid of the server serving this data folder, or None when none is."""
+    holder = _lock_holder(data_dir)
+    return int(holder[0]) if holder else None
 
 
 def running_endpoints(data_dir: Path) -> list[Endpoint]:
@@ -94,12 +102,12 @@ def running_endpoints(data_dir: Path) -> list[Endpoint]:
 
 
 def notify_running_server(data_dir: Path) -> bool:
-    """Ask a running server to reload (SIGHUP); False when none runs."""
-    pid = running_pid(data_dir)
-    if pid is None:
+    """Ask a running server to reload (SIGHUP); False when none runs, or it runs embedded."""
+    holder = _lock_holder(data_dir)
+    if len(holder) != 1:
         return False
     try:
-        os.kill(pid, signal.SIGHUP)
+        os.kill(int(holder[0]), signal.SIGHUP)
     except OSError:  # it stopped meanwhile, or runs as a user we may not signal
         return False
     return True
@@ -181,6 +189,8 @@ class Supervisor:
                     endpoint.port,
                     endpoint.tls,
                 )
+            for worker in WORKERS:
+                self._stops.append(_start_worker(worker, self.services))
         except BaseException:
             for sock, _ in bound:
                 sock.close()
@@ -200,6 +210,22 @@ class Supervisor:
 
 
 # -- `pcloud serve` ---------------------------------------------------------------------------
+
+
+def _start_worker(path: str, services: Services) -> Stop:
+    task = asyncio.create_task(load(path)(services), name=path)
+
+    def finished(task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("worker stopped worker=%s", path, exc_info=task.exception())
+
+    task.add_done_callback(finished)
+
+    async def stop() -> None:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    return stop
 
 
 def endpoint_table(endpoints: list[Endpoint]) -> str:

@@ -95,7 +95,7 @@ def running_server(
     for name, values in (settings or {}).items():
         merged.setdefault(name, {}).update(values)
     write_config(data_dir, domain, merged)
-    lock = DataFolderLock(data_dir)
+    lock = DataFolderLock(data_dir, embedded=True)
     services, _ = open_services(data_dir)
     started: Future[RunningServer] = Future()
     stopping: asyncio.Event | None = None

@@ -1,4 +1,5 @@
-"""`pcloud user …`, `pcloud alias …`, `pcloud domain …`: the directory's administration.
+"""`pcloud user …`, `pcloud alias …`, `pcloud domain …`: the directory's administration, and
+`pcloud queue …`: the outgoing mail queue.
 
 They work whether or not the server runs: the server reads the directory on every request.
 """
@@ -10,6 +11,7 @@ import getpass
 import json
 import re
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -20,6 +22,7 @@ from pcloud.cli import CommandError, Context, UsageError, data_dir_of
 from pcloud.directory import Directory
 from pcloud.directory.passwords import generate_password
 from pcloud.services import load_config, open_directory
+from pcloud.store.queue import QueueStore
 from pcloud.supervisor import notify_running_server
 
 
@@ -67,6 +70,13 @@ def register(group: Any, command: Any) -> None:
     command(aliases, "list", cmd_alias_list, "list aliases")
     alias_del = command(aliases, "del", cmd_alias_del, "delete an alias")
     alias_del.add_argument("alias")
+
+    queue = group("queue", "mail waiting for delivery to other servers")
+    command(queue, "list", cmd_queue_list, "list queued mail")
+    retry = command(queue, "retry", cmd_queue_retry, "try again now")
+    retry.add_argument("id", nargs="?", help="one message (default: all)")
+    queue_del = command(queue, "delete", cmd_queue_delete, "give up on a message, silently")
+    queue_del.add_argument("id")
 
     domains = group("domain", "manage hosted domains")
     domain_add = command(domains, "add", cmd_domain_add, "host another domain")
@@ -261,4 +271,48 @@ def cmd_domain_list(context: Context, arguments: argparse.Namespace) -> int:
     with _directory(arguments) as directory:
         for domain in directory.domains():
             context.say(domain)
+    return 0
+
+
+@contextmanager
+def _queue(arguments: argparse.Namespace) -> Iterator[QueueStore]:
+    data_dir = data_dir_of(arguments)
+    load_config(data_dir)  # a data folder, not just any folder
+    queue = QueueStore(data_dir / "queue")
+    try:
+        yield queue
+    finally:
+        queue.close()
+
+
+def cmd_queue_list(context: Context, arguments: argparse.Namespace) -> int:
+    with _queue(arguments) as queue:
+        entries = queue.entries()
+    for entry in entries:
+        created = time.strftime("%Y-%m-%d %H:%M", time.localtime(entry.created))
+        context.say(f"{entry.id}  {created}  {entry.size} bytes  from <{entry.sender}>")
+        for recipient in entry.recipients:
+            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(recipient.next_attempt))
+            error = f"  last: {recipient.last_error}" if recipient.last_error else ""
+            context.say(f"    to <{recipient.address}>  attempts={recipient.attempts}"
+                        f"  next={when}{error}")  # fmt: skip
+    context.say(f"{len(entries)} queued")
+    return 0
+
+
+def cmd_queue_retry(context: Context, arguments: argparse.Namespace) -> int:
+    with _queue(arguments) as queue:
+        count = queue.retry_now(arguments.id)
+    if arguments.id and not count:
+        raise CommandError(f"no queued message {arguments.id}")
+    context.say(f"{count} recipients due now")
+    notify_running_server(data_dir_of(arguments))
+    return 0
+
+
+def cmd_queue_delete(context: Context, arguments: argparse.Namespace) -> int:
+    with _queue(arguments) as queue:
+        if not queue.delete(arguments.id):
+            raise CommandError(f"no queued message {arguments.id}")
+    context.say(f"deleted {arguments.id}")
     return 0

@@ -7,7 +7,8 @@ resolves recipients, the mail store delivers). RFC 5321 (SMTP), RFC 3207 (STARTT
 Implementation notes:
 - A recipient is checked at RCPT: unknown users get 550, other domains 554 (never a relay), a
   full mailbox 452. The message is on disk in every recipient's mailbox before 250 is sent.
-- Not yet: the outbound queue (mail to other servers, and aliases that forward outside, get a
+- Mail to other servers is queued (store/queue.py) and sent by the worker in outbound.py.
+- Not yet: forwarding by aliases to other servers from the MX (needs SRS; such recipients get a
   temporary 451 so that senders retry), DKIM signing, SPF/DKIM/DMARC checks and the
   Authentication-Results header.
 - aiosmtpd's own replies to syntax errors carry no enhanced status code, though

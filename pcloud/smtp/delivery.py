@@ -10,10 +10,11 @@ import asyncio
 import email.utils
 import logging
 import secrets
+import ssl
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP, Envelope, Session, TLSSetupException
 
 from pcloud.directory import InvalidValue
 from pcloud.directory.addresses import AddressError, domain_of, normalize_address
@@ -44,9 +45,6 @@ def peer_address(session: Session) -> str:
     return str(peer[0]) if isinstance(peer, tuple) else str(peer)
 
 
-UNTIL_THERE_IS_A_QUEUE = "451 4.4.0 Delivery to other servers is not available yet; try again later"
-
-
 class Handler:
     """aiosmtpd hooks (RFC 5321 §3.3) shared by the MX and submission listeners."""
 
@@ -69,7 +67,11 @@ class Handler:
         return [*responses[:-1], "250-PIPELINING", "250-ENHANCEDSTATUSCODES", responses[-1]]
 
     async def handle_exception(self, error: Exception) -> str:
-        log.error("smtp session failed", exc_info=error)
+        if isinstance(error, TLSSetupException | ssl.SSLError | ConnectionError):
+            # The client's doing: it gave up on the handshake, or went away.
+            log.info("smtp connection failed error=%r", error.__cause__ or error)
+        else:
+            log.error("smtp session failed", exc_info=error)
         return "451 4.3.0 Local error; please try again later"
 
     def resolve(self, address: str) -> list[str] | None:
@@ -80,7 +82,9 @@ class Handler:
         if "@" not in address and address.lower() == "postmaster":
             address = f"postmaster@{self.directory.default_domain}"
         targets = self.directory.resolve(address)
-        if targets is None and address.split("@")[0].lower() == "postmaster":
+        local, _, domain = address.rpartition("@")
+        hosted = domain.lower() in self.directory.domains()
+        if targets is None and hosted and local.lower() == "postmaster":
             admins = [user.address for user in self.directory.users() if user.is_admin]
             return admins[:1] or None
         return targets
@@ -96,36 +100,46 @@ class Handler:
         except InvalidValue:
             return "553 5.1.3 Recipient address not accepted here"
         if targets is None:
-            return await self.unknown_recipient(session, address)
+            return await self.unknown_recipient(session, envelope, address)
         route = routing(envelope)
         local = [t for t in targets if domain_of(t) in self.directory.domains()]
         remote = [t for t in targets if t not in local]
-        if remote:
-            return UNTIL_THERE_IS_A_QUEUE
+        if remote and not self.may_forward(session):
+            return "451 4.4.0 Forwarding to other servers is not available yet; try again later"
         size = _declared_size(envelope.mail_options)
         for account in local:
             if not await asyncio.to_thread(self._has_room, account, size):
                 log.info("smtp recipient full rcpt=%s", address)
                 return f"452 4.2.2 Mailbox of {address} is full"
         route.local.update(local)
+        route.remote.update(remote)
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(options)
         return "250 2.1.5 Recipient OK"
 
-    async def unknown_recipient(self, session: Session, address: str) -> str:
+    async def unknown_recipient(self, session: Session, envelope: Envelope, address: str) -> str:
         """A recipient no hosted address takes: unknown here, or someone elsewhere."""
         try:
-            hosted = domain_of(normalize_address(address)) in self.directory.domains()
+            normalized = normalize_address(address)
         except AddressError:
-            hosted = False
-        if hosted:
+            return "553 5.1.3 Recipient address not accepted here"
+        if domain_of(normalized) in self.directory.domains():
             return "550 5.1.1 No such user here"
-        return self.elsewhere(session, address)
+        if not self.may_send_elsewhere(session):
+            log.info("smtp relay refused remote=%s rcpt=%s", peer_address(session), address)
+            return "554 5.7.1 Relay access denied"
+        routing(envelope).remote.add(normalized)
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 Recipient OK"
 
-    def elsewhere(self, session: Session, address: str) -> str:
+    def may_send_elsewhere(self, session: Session) -> bool:
         """The MX takes mail for hosted addresses only: it is never a relay."""
-        log.info("smtp relay refused remote=%s rcpt=%s", peer_address(session), address)
-        return "554 5.7.1 Relay access denied"
+        return False
+
+    def may_forward(self, session: Session) -> bool:
+        """Whether an alias may send this mail on to another server. Not yet from the MX:
+        forwarding others' mail needs the sender rewritten (SRS) so that SPF still passes."""
+        return self.may_send_elsewhere(session)
 
     def _has_room(self, account: str, size: int) -> bool:
         user = self.directory.user(account)
@@ -148,6 +162,13 @@ class Handler:
                     "smtp delivered from=%s to=%s uid=%d size=%d remote=%s",
                     envelope.mail_from, account, stored.uid, len(message), peer_address(session),
                 )  # fmt: skip
+            if route.remote:
+                await asyncio.to_thread(
+                    self.services.queue.enqueue,
+                    envelope.mail_from or "",
+                    sorted(route.remote),
+                    message,
+                )
         except QuotaExceeded:
             return "552 5.2.2 Mailbox full"
         except NoSuchAccount:

@@ -16,8 +16,18 @@ from pcloud.listeners import Stop
 from pcloud.services import Services
 
 log = logging.getLogger(__name__)
+
+
+class _QuietAiosmtpd(logging.Filter):
+    """aiosmtpd warns at every AUTH that a field it sets itself is deprecated."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "login_data is deprecated" not in record.getMessage()
+
+
 # aiosmtpd logs every connection at INFO; pcloud's own lines say what matters.
 logging.getLogger("mail.log").setLevel(logging.WARNING)
+logging.getLogger("mail.log").addFilter(_QuietAiosmtpd())
 
 COMMAND_TIMEOUT = 300  # seconds without a command before the connection is closed (RFC 5321)
 

@@ -19,7 +19,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
 from pcloud.directory import InvalidValue, Principal
 from pcloud.listeners import Stop
 from pcloud.services import Services
-from pcloud.smtp.delivery import UNTIL_THERE_IS_A_QUEUE, Handler, peer_address
+from pcloud.smtp.delivery import Handler, peer_address
 from pcloud.smtp.server import serve_smtp
 from pcloud.store.index import header_block
 
@@ -73,8 +73,8 @@ class SubmissionHandler(Handler):
         )
         return AuthResult(success=principal is not None, handled=False, auth_data=principal)
 
-    def elsewhere(self, session: Session, address: str) -> str:
-        return UNTIL_THERE_IS_A_QUEUE
+    def may_send_elsewhere(self, session: Session) -> bool:
+        return bool(session.authenticated)
 
     def owns(self, principal: Principal, address: str) -> bool:
         try:

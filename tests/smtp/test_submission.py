@@ -120,14 +120,6 @@ def test_an_alias_of_the_user_may_be_the_sender(
     assert len(inbox(alice, "bob@example.org")) == 1
 
 
-def test_mail_to_other_servers_waits_for_the_queue(
-    alice: RunningServer, starttls: smtplib.SMTP
-) -> None:
-    starttls.login("alice@example.org", PASSWORD)
-    starttls.mail("alice@example.org")
-    assert starttls.rcpt("friend@elsewhere.net")[0] == 451
-
-
 def test_implicit_tls_needs_auth_too(alice: RunningServer) -> None:
     with smtplib.SMTP_SSL(
         "localhost", alice.port("submissions"), context=alice.ssl_context(), timeout=10

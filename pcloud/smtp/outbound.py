@@ -1,0 +1,234 @@
+"""Delivery of queued mail to other servers: RFC 5321 §5 (MX lookup, with the A/AAAA fallback and
+RFC 7505 null MX), §4.5.4 (retries), RFC 3207 (STARTTLS when offered), RFC 3464 bounces.
+
+A worker started by the supervisor takes due messages from the queue, one at a time: a personal
+server sends little, and a slow remote server only delays the rest by its timeouts.
+
+Implementation notes: STARTTLS to other MX hosts is opportunistic and unverified (as most MTAs do
+without MTA-STS or DANE, neither of which is implemented yet); a smarthost's certificate is
+verified. Only the sender's copy of a bounce is kept: a bounce is never bounced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import smtplib
+import ssl
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Literal
+
+import dns.exception
+import dns.resolver
+
+from pcloud.config import SmtpSection, split_host_port
+from pcloud.directory.addresses import domain_of
+from pcloud.services import Services
+from pcloud.smtp.bounce import failure_report
+from pcloud.store.queue import Queued
+
+log = logging.getLogger(__name__)
+
+POLL_SECONDS = 30  # also picks up `pcloud queue retry` from another process
+CONNECT_TIMEOUT = 60
+_ENHANCED = re.compile(r"^([245]\.\d{1,3}\.\d{1,3})\b")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    kind: Literal["sent", "deferred", "failed"]
+    status: str  # enhanced status code, e.g. 5.1.1
+    reply: str
+
+    @classmethod
+    def from_reply(cls, code: int, text: bytes | str) -> Outcome:
+        reply = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
+        match = _ENHANCED.match(reply)
+        status = match.group(1) if match else f"{code // 100}.0.0"
+        kind: Literal["sent", "deferred", "failed"] = (
+            "sent" if code < 400 else "deferred" if code < 500 else "failed"
+        )
+        return cls(kind, status, f"{code} {reply}")
+
+
+class PermanentFailure(Exception):
+    def __init__(self, status: str, reply: str) -> None:
+        super().__init__(reply)
+        self.status = status
+
+
+def _resolver(settings: SmtpSection) -> dns.resolver.Resolver:
+    if not settings.dns_server:
+        return dns.resolver.Resolver()
+    resolver = dns.resolver.Resolver(configure=False)
+    host, port = split_host_port(settings.dns_server, 53)
+    resolver.nameservers = [host]
+    resolver.port = port
+    return resolver
+
+
+def mail_hosts(domain: str, settings: SmtpSection) -> list[tuple[str, int]]:
+    """Addresses to try for a domain, best MX first (RFC 5321 §5.1)."""
+    if settings.smarthost:
+        return [split_host_port(settings.smarthost, 587)]
+    resolver = _resolver(settings)
+    try:
+        records = sorted(resolver.resolve(domain, "MX"), key=lambda r: r.preference)
+        exchanges = [str(r.exchange).rstrip(".") for r in records]
+    except dns.resolver.NXDOMAIN:
+        raise PermanentFailure("5.1.2", f"domain {domain} does not exist") from None
+    except dns.resolver.NoAnswer:
+        exchanges = [domain]  # no MX: the domain itself is its mail host
+    if exchanges == [""]:
+        raise PermanentFailure("5.1.10", f"domain {domain} accepts no mail (null MX)")
+    hosts = []
+    for exchange in exchanges:
+        for record_type in ("A", "AAAA"):
+            try:
+                addresses = resolver.resolve(exchange, record_type)
+            except (dns.resolver.NoAnswer, dns.resolver.NXDOMAIN):
+                continue
+            hosts += [(str(address), settings.outbound_port) for address in addresses]
+    return hosts
+
+
+def send(
+    settings: SmtpSection, local_hostname: str, sender: str, recipients: list[str], message: bytes
+) -> dict[str, Outcome]:
+    """Deliver one message to recipients that share a domain; blocking (run it in a thread)."""
+    domain = domain_of(recipients[0])
+    try:
+        hosts = mail_hosts(domain, settings)
+    except PermanentFailure as failure:
+        return {r: Outcome("failed", failure.status, str(failure)) for r in recipients}
+    except dns.exception.DNSException as error:
+        return {r: Outcome("deferred", "4.4.3", f"DNS lookup failed: {error}") for r in recipients}
+    last_error = f"no mail host found for {domain}"
+    for host, port in hosts:
+        try:
+            return _send_to_host(settings, local_hostname, host, port, sender, recipients, message)
+        except (OSError, smtplib.SMTPException) as error:
+            last_error = f"{host}:{port}: {error}"
+            log.info("outbound host failed host=%s port=%d error=%s", host, port, error)
+    return {r: Outcome("deferred", "4.4.1", last_error) for r in recipients}
+
+
+def _send_to_host(
+    settings: SmtpSection,
+    local_hostname: str,
+    host: str,
+    port: int,
+    sender: str,
+    recipients: list[str],
+    message: bytes,
+) -> dict[str, Outcome]:
+    implicit_tls = bool(settings.smarthost) and port == 465
+    client = (
+        smtplib.SMTP_SSL(host, port, local_hostname, timeout=CONNECT_TIMEOUT,
+                         context=ssl.create_default_context())
+        if implicit_tls
+        else smtplib.SMTP(host, port, local_hostname, timeout=CONNECT_TIMEOUT)
+    )  # fmt: skip
+    with client:
+        client.ehlo()
+        if not implicit_tls and (client.has_extn("starttls") or settings.smarthost):
+            context = ssl.create_default_context()
+            if not settings.smarthost:  # opportunistic: any certificate beats plain text
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
+            client.starttls(context=context)
+            client.ehlo()
+        if settings.smarthost and settings.smarthost_login:
+            client.login(settings.smarthost_login, settings.smarthost_password)
+        size = [f"SIZE={len(message)}"] if client.has_extn("size") else []
+        code, reply = client.mail(sender, size)
+        if code >= 300:
+            outcome = Outcome.from_reply(code, reply)
+            return dict.fromkeys(recipients, outcome)
+        outcomes = {}
+        for recipient in recipients:
+            code, reply = client.rcpt(recipient)
+            outcomes[recipient] = Outcome.from_reply(code, reply)
+        accepted = [r for r, o in outcomes.items() if o.kind == "sent"]
+        if accepted:
+            code, reply = client.data(message)
+            outcomes.update(dict.fromkeys(accepted, Outcome.from_reply(code, reply)))
+        return outcomes
+
+
+async def deliver(services: Services, queued: Queued) -> None:
+    """One attempt at every due recipient of a queued message."""
+    queue = services.queue
+    settings = services.config.smtp
+    local_hostname = f"mail.{services.config.server.domain}"
+    message = await asyncio.to_thread(queue.message_file(queued.id).read_bytes)
+    by_domain: dict[str, list[str]] = defaultdict(list)
+    for recipient in queued.recipients:
+        by_domain[domain_of(recipient.address)].append(recipient.address)
+    expired = time.time() - queued.created > settings.queue_lifetime_hours * 3600
+    failures: dict[str, tuple[str, str]] = {}
+    for recipients in by_domain.values():
+        outcomes = await asyncio.to_thread(
+            send, settings, local_hostname, queued.sender, recipients, message
+        )
+        for address, outcome in outcomes.items():
+            log.info("outbound id=%s to=%s result=%s reply=%s",
+                     queued.id, address, outcome.kind, outcome.reply)  # fmt: skip
+            if outcome.kind == "sent":
+                await asyncio.to_thread(queue.done, queued.id, address)
+            elif outcome.kind == "failed" or expired:
+                failures[address] = (outcome.status, outcome.reply)
+            else:
+                await asyncio.to_thread(queue.defer, queued.id, address, outcome.reply)
+    if failures:
+        await return_to_sender(services, queued.sender, failures, message)
+        for address in failures:
+            await asyncio.to_thread(queue.done, queued.id, address)
+
+
+async def return_to_sender(
+    services: Services, sender: str, failures: dict[str, tuple[str, str]], message: bytes
+) -> None:
+    """Bounce: into the sender's mailbox when they are here, else queued to them from <>."""
+    if not sender:
+        log.warning("bounce dropped: the failed message was itself a bounce")
+        return
+    report = failure_report(f"mail.{services.config.server.domain}", sender, failures, message)
+    targets = await asyncio.to_thread(services.directory.resolve, sender)
+    hosted = domain_of(sender) in services.directory.domains()
+    if hosted and targets:
+        for account in targets:
+            await asyncio.to_thread(services.mail.account(account).deliver, report)
+    elif not hosted:
+        await asyncio.to_thread(services.queue.enqueue, "", [sender], report)
+    log.info("bounce sent to=%s recipients=%s", sender, ",".join(sorted(failures)))
+
+
+async def run(services: Services) -> None:
+    """The delivery worker: runs until cancelled."""
+    queue = services.queue
+    wake = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def wake_up() -> None:  # called from any thread
+        loop.call_soon_threadsafe(wake.set)
+
+    queue.on_enqueue = wake_up
+    while True:
+        wake.clear()
+        for queued in await asyncio.to_thread(queue.due, time.time()):
+            try:
+                await deliver(services, queued)
+            except Exception:
+                log.exception("outbound delivery failed id=%s", queued.id)
+                for recipient in queued.recipients:  # not again at once: wait like any failure
+                    address = recipient.address
+                    await asyncio.to_thread(queue.defer, queued.id, address, "local error")
+        next_due = await asyncio.to_thread(queue.next_due)
+        timeout = POLL_SECONDS if next_due is None else min(POLL_SECONDS, next_due - time.time())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), max(timeout, 0.05))
