@@ -6,6 +6,7 @@ Data folder layout (each part is described by the module that owns it):
     tls/                 local CA and server certificate (pcloud.tls)
     mail/<address>/      Maildir++ folders and index.sqlite3 of each account (pcloud.store.mail)
     queue/               mail waiting for delivery to other servers (pcloud.store.queue)
+    dkim/                DKIM signing keys, one per domain (pcloud.store.dkim_keys)
     run/                 lock and endpoints of the running server (pcloud.supervisor)
 """
 
@@ -21,6 +22,7 @@ from pcloud.config import Config, ConfigError
 from pcloud.directory import DIRECTORY_FILE, Directory
 from pcloud.directory.passwords import generate_password
 from pcloud.events import Events
+from pcloud.store.dkim_keys import DkimKeys
 from pcloud.store.durable import write_atomically
 from pcloud.store.mail import MailStore
 from pcloud.store.queue import QueueStore
@@ -47,6 +49,7 @@ class Services:
     events: Events
     mail: MailStore
     queue: QueueStore
+    dkim: DkimKeys
     # Filled by the supervisor once every listener is bound and before any serves, so that a
     # service can name the others' real ports (redirects, client autoconfiguration).
     endpoints: list[Endpoint] = field(default_factory=list)
@@ -55,10 +58,13 @@ class Services:
         return next((e for e in self.endpoints if e.listener == listener), None)
 
     def reload(self) -> None:
-        """SIGHUP: issue and load the certificate again (new domains, renewal, a new file) and
-        look at the queue (`pcloud queue retry`). The directory needs nothing: it is read on
-        every request."""
-        self.tls.reload(self.directory.domains())
+        """SIGHUP: issue and load the certificate again (new domains, renewal, a new file),
+        make DKIM keys for new domains, and look at the queue (`pcloud queue retry`). The
+        directory needs nothing: it is read on every request."""
+        domains = self.directory.domains()
+        self.tls.reload(domains)
+        for domain in domains:
+            self.dkim.ensure(domain)
         if self.queue.on_enqueue:
             self.queue.on_enqueue()
 
@@ -130,4 +136,8 @@ def open_services(
 
     mail = MailStore(data_dir / "mail", quota_of, events)
     queue = QueueStore(data_dir / "queue")
-    return Services(data_dir, settings, directory, tls, events, mail, queue), first_start
+    dkim = DkimKeys(data_dir / "dkim")
+    for hosted in directory.domains():
+        dkim.ensure(hosted)
+    services = Services(data_dir, settings, directory, tls, events, mail, queue, dkim)
+    return services, first_start

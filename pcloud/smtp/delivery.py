@@ -19,6 +19,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session, TLSSetupException
 from pcloud.directory import InvalidValue
 from pcloud.directory.addresses import AddressError, domain_of, normalize_address
 from pcloud.services import Services
+from pcloud.smtp.signing import sign
 from pcloud.store.mail_values import NoSuchAccount, QuotaExceeded
 
 log = logging.getLogger(__name__)
@@ -163,11 +164,12 @@ class Handler:
                     envelope.mail_from, account, stored.uid, len(message), peer_address(session),
                 )  # fmt: skip
             if route.remote:
+                outgoing = await asyncio.to_thread(sign, message, self.services.dkim)
                 await asyncio.to_thread(
                     self.services.queue.enqueue,
                     envelope.mail_from or "",
                     sorted(route.remote),
-                    message,
+                    outgoing,
                 )
         except QuotaExceeded:
             return "552 5.2.2 Mailbox full"

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from email.message import EmailMessage
 from pathlib import Path
 
+import dkim  # type: ignore[import-untyped]
 import dns.message
 import dns.rcode
 import dns.rrset
@@ -125,6 +126,23 @@ def test_mail_goes_from_one_server_to_the_other(
     assert received.index(b"by mail.b.test") < received.index(b"by mail.a.test")
     assert a.services.queue.entries() == []
     assert not list((a.data_dir / "queue" / "messages").iterdir())
+
+
+def test_mail_to_other_servers_is_dkim_signed(servers: tuple[RunningServer, RunningServer]) -> None:
+    a, b = servers
+    submit(a, "bob@b.test", "signed")
+    [received] = wait_for(inbox(b, "bob@b.test"), "the message")
+    key = a.services.dkim.get("a.test")
+    assert key is not None and received.startswith(b"Received: ")
+    signature = received.split(b"DKIM-Signature:")[1].split(b"\r\nFrom:")[0]
+    assert b"d=a.test;" in signature and b"s=pcloud;" in signature
+
+    def published(name: bytes, timeout: float = 5) -> bytes:
+        assert name == b"pcloud._domainkey.a.test."
+        return key.dns_value.encode()
+
+    assert dkim.verify(received, dnsfunc=published)
+    assert not dkim.verify(received.replace(b"signed", b"forged"), dnsfunc=published)
 
 
 def test_an_unknown_user_bounces_back_to_the_sender(
