@@ -92,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
         return sub
 
     server.register(commands, command)
-    admin.register(group, command)
+    admin.register(commands, group, command)
     service.register(group, command)
     return parser
 

@@ -18,15 +18,17 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from pcloud import dns_records
 from pcloud.cli import CommandError, Context, UsageError, data_dir_of
 from pcloud.directory import Directory
 from pcloud.directory.passwords import generate_password
 from pcloud.services import load_config, open_directory
+from pcloud.store.dkim_keys import DkimKeys
 from pcloud.store.queue import QueueStore
 from pcloud.supervisor import notify_running_server
 
 
-def register(group: Any, command: Any) -> None:
+def register(commands: Any, group: Any, command: Any) -> None:
     users = group("user", "manage users, their passwords, app passwords and SSH keys")
     add = command(users, "add", cmd_user_add, "add a user")
     add.add_argument("address", help="the user's mail address, which is also their login")
@@ -82,6 +84,10 @@ def register(group: Any, command: Any) -> None:
     domain_add = command(domains, "add", cmd_domain_add, "host another domain")
     domain_add.add_argument("name")
     command(domains, "list", cmd_domain_list, "list hosted domains")
+
+    records = command(commands, "dns", cmd_dns, "the DNS records a domain needs to publish")
+    records.add_argument("domain")
+    records.add_argument("--check", action="store_true", help="look them up and compare")
 
 
 _SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?$")
@@ -316,3 +322,33 @@ def cmd_queue_delete(context: Context, arguments: argparse.Namespace) -> int:
             raise CommandError(f"no queued message {arguments.id}")
     context.say(f"deleted {arguments.id}")
     return 0
+
+
+def cmd_dns(context: Context, arguments: argparse.Namespace) -> int:
+    data_dir = data_dir_of(arguments)
+    settings = load_config(data_dir)
+    with _directory(arguments) as directory:
+        domain = arguments.domain.strip().lower()
+        if domain not in directory.domains():
+            raise CommandError(f"domain {domain} is not hosted here")
+    records = dns_records.mail_records(domain, DkimKeys(data_dir / "dkim").ensure(domain))
+    lookup = dns_records.resolver(settings.smtp) if arguments.check else None
+    missing = 0
+    for record in records:
+        context.say(f"; {record.purpose}")
+        context.say(f"{record.name}.  {record.type}  {_zone_value(record)}")
+        if lookup is not None:
+            status = dns_records.check(lookup, record)
+            missing += status != "ok"
+            context.say(f";   published: {status}")
+    if lookup is not None:
+        context.say(f"{len(records) - missing} of {len(records)} records are published as shown")
+    return 0
+
+
+def _zone_value(record: dns_records.Record) -> str:
+    if record.type != "TXT":
+        return record.value
+    # A TXT string holds at most 255 bytes: longer values (DKIM keys) are split.
+    chunks = [record.value[i : i + 255] for i in range(0, len(record.value), 255)]
+    return " ".join(f'"{chunk}"' for chunk in chunks)

@@ -5,65 +5,19 @@ from __future__ import annotations
 
 import io
 import smtplib
-import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from email.message import EmailMessage
 from pathlib import Path
 
 import dkim  # type: ignore[import-untyped]
-import dns.message
-import dns.rcode
-import dns.rrset
 import pytest
 
 from pcloud.cli import Context, run
 from pcloud.testing import RunningServer, running_server
+from tests.dns_server import DnsServer
 
 PASSWORD = "correct horse battery"
-
-
-class DnsServer:
-    """Answers MX and A questions from a table; names under `broken.test` get SERVFAIL (a
-    temporary failure); everything else does not exist."""
-
-    def __init__(self, records: dict[tuple[str, str], list[str]]) -> None:
-        self.records = records
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
-        self.running = True
-        self.thread = threading.Thread(target=self.serve, daemon=True)
-        self.thread.start()
-
-    def serve(self) -> None:
-        while self.running:
-            try:
-                wire, peer = self.sock.recvfrom(4096)
-            except TimeoutError:
-                continue
-            query = dns.message.from_wire(wire)
-            response = dns.message.make_response(query)
-            question = query.question[0]
-            name = question.name.to_text().rstrip(".")
-            kind = dns.rdatatype.to_text(question.rdtype)
-            answers = self.records.get((name, kind))
-            if name.endswith("broken.test"):
-                response.set_rcode(dns.rcode.SERVFAIL)
-            elif answers is not None:
-                response.answer.append(
-                    dns.rrset.from_text_list(question.name, 60, "IN", kind, answers)
-                )
-            elif not any(key[0] == name for key in self.records):
-                response.set_rcode(dns.rcode.NXDOMAIN)
-            self.sock.sendto(response.to_wire(), peer)
-
-    def close(self) -> None:
-        self.running = False
-        self.thread.join()
-        self.sock.close()
 
 
 @pytest.fixture

@@ -1,0 +1,86 @@
+"""The DNS records a hosted domain needs, and whether they are published (`pcloud dns`).
+
+Mail: MX, SPF (RFC 7208), DKIM (RFC 6376), DMARC (RFC 7489). Client autoconfiguration and
+avatar records join this list as those services arrive.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import dns.exception
+import dns.resolver
+
+from pcloud.config import SmtpSection, split_host_port
+from pcloud.store.dkim_keys import DkimKey
+
+
+@dataclass(frozen=True)
+class Record:
+    name: str
+    type: str
+    value: str
+    purpose: str
+
+
+def resolver(settings: SmtpSection) -> dns.resolver.Resolver:
+    """The system's resolver, or the one the config names."""
+    if not settings.dns_server:
+        return dns.resolver.Resolver()
+    configured = dns.resolver.Resolver(configure=False)
+    host, port = split_host_port(settings.dns_server, 53)
+    configured.nameservers = [host]
+    configured.port = port
+    return configured
+
+
+def mail_records(domain: str, dkim_key: DkimKey) -> list[Record]:
+    host = f"mail.{domain}"
+    return [
+        Record(host, "A", "<this server's public IPv4 address>", "where the mail host is"),
+        Record(domain, "MX", f"10 {host}.", "other servers deliver this domain's mail here"),
+        Record(domain, "TXT", "v=spf1 mx ~all", "SPF: only this domain's MX sends its mail"),
+        Record(dkim_key.dns_name, "TXT", dkim_key.dns_value, "DKIM: the key mail is signed with"),
+        Record(
+            f"_dmarc.{domain}",
+            "TXT",
+            f"v=DMARC1; p=quarantine; adkim=r; aspf=r; rua=mailto:postmaster@{domain}",
+            "DMARC: receivers put unauthenticated mail claiming this domain aside",
+        ),
+    ]
+
+
+def _published(lookup: dns.resolver.Resolver, record: Record) -> list[str]:
+    try:
+        answer = lookup.resolve(record.name, record.type)
+    except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+        return []
+    if record.type == "TXT":
+        return [b"".join(r.strings).decode("utf-8", "replace") for r in answer]
+    return [r.to_text() for r in answer]
+
+
+def check(lookup: dns.resolver.Resolver, record: Record) -> str:
+    """ "ok", "missing", or what is published instead."""
+    try:
+        found = _published(lookup, record)
+    except dns.exception.DNSException as error:
+        return f"could not look it up: {error}"
+    if record.type == "A":
+        return "ok" if found else "missing"
+    if record.type == "TXT":
+        prefix = record.value.split(";")[0].split()[0]  # v=spf1, v=DKIM1, v=DMARC1
+        found = [value for value in found if value.startswith(prefix)]
+    if not found:
+        return "missing"
+    if record.name.startswith("_dmarc.") or any(_same(record, value) for value in found):
+        return "ok"
+    return "different: " + " | ".join(found)
+
+
+def _same(record: Record, published: str) -> bool:
+    if record.type == "MX":
+        return published.lower().rstrip(".") == record.value.lower().rstrip(".")
+    if "DKIM1" in record.value:  # the key is what matters, not the order of the tags
+        return record.value.split("p=")[1] == published.split("p=")[-1].replace(" ", "")
+    return published == record.value
