@@ -315,12 +315,15 @@ def main() -> int:
         about = "Postfix " + subprocess.run(postconf, capture_output=True, text=True).stdout.strip()
     print(f"machine: {platform.node()} {platform.machine()}, {cpu_model()}, {os.cpu_count()} CPUs")
     print(f"python {platform.python_version()}, pcloud {pcloud.__version__}, {about}")
+    # Both servers share this machine's CPUs and disk: a busy machine shows here first.
+    print(f"load average at start: {' '.join(f'{load:.2f}' for load in os.getloadavg())}")
     now = datetime.datetime.now().astimezone()
     print(f"date: {now:%Y-%m-%d %H:%M %Z}, {arguments.seconds:g} s per case, {MESSAGE_BYTES} B"
           " messages, plain SMTP on 127.0.0.1, one connection per client")  # fmt: skip
-    print("a 250 means durable on both: pcloud fsyncs the Maildir file and its index first;")
-    print("  Postfix fsyncs its queue file first and delivers to the Maildir after, unclocked,")
-    print("  though its in_flow_delay (1 s) slows clients down while that delivery lags behind")
+    print("a 250 means durable: pcloud fsyncs the Maildir file and its index first;")
+    if postfix:
+        print("  Postfix fsyncs its queue file first and delivers to the Maildir after, unclocked,")
+        print("  though its in_flow_delay (1 s) slows clients down while that delivery lags behind")
     print()
     try:
         results, stored = measure(postfix, counts, arguments.seconds)
