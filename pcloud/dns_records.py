@@ -23,15 +23,21 @@ class Record:
     purpose: str
 
 
-def resolver(settings: SmtpSection) -> dns.resolver.Resolver:
-    """The system's resolver, or the one the config names."""
+def configure_resolver(settings: SmtpSection) -> None:
+    """Point dnspython's default resolver at `smtp.dns_server`, or the system's resolver.
+
+    Process-wide on purpose: the libraries pcloud checks mail with (pyspf, dkimpy,
+    authheaders) all ask the default resolver. One `pcloud serve` is one process, so this is
+    its DNS setting; several servers embedded in one program share the last one set.
+    """
     if not settings.dns_server:
-        return dns.resolver.Resolver()
+        dns.resolver.reset_default_resolver()
+        return
     configured = dns.resolver.Resolver(configure=False)
     host, port = split_host_port(settings.dns_server, 53)
     configured.nameservers = [host]
     configured.port = port
-    return configured
+    dns.resolver.default_resolver = configured
 
 
 def mail_records(domain: str, dkim_key: DkimKey) -> list[Record]:
@@ -50,9 +56,9 @@ def mail_records(domain: str, dkim_key: DkimKey) -> list[Record]:
     ]
 
 
-def _published(lookup: dns.resolver.Resolver, record: Record) -> list[str]:
+def _published(record: Record) -> list[str]:
     try:
-        answer = lookup.resolve(record.name, record.type)
+        answer = dns.resolver.resolve(record.name, record.type)
     except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
         return []
     if record.type == "TXT":
@@ -60,10 +66,10 @@ def _published(lookup: dns.resolver.Resolver, record: Record) -> list[str]:
     return [r.to_text() for r in answer]
 
 
-def check(lookup: dns.resolver.Resolver, record: Record) -> str:
-    """ "ok", "missing", or what is published instead."""
+def check(record: Record) -> str:
+    """Whether a record is published: "ok", "missing", or what is published instead."""
     try:
-        found = _published(lookup, record)
+        found = _published(record)
     except dns.exception.DNSException as error:
         return f"could not look it up: {error}"
     if record.type == "A":

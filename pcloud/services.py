@@ -21,6 +21,7 @@ from pcloud import config
 from pcloud.config import Config, ConfigError
 from pcloud.directory import DIRECTORY_FILE, Directory
 from pcloud.directory.passwords import generate_password
+from pcloud.dns_records import configure_resolver
 from pcloud.events import Events
 from pcloud.store.dkim_keys import DkimKeys
 from pcloud.store.durable import write_atomically
@@ -115,6 +116,7 @@ def open_services(
         write_atomically(config_path, text.encode(), mode=0o600)
         log.info("config written file=%s", config_path)
     settings = config.load(config_path)
+    configure_resolver(settings.smtp)
     if domain and domain != settings.server.domain:
         raise ConfigError(
             f"{config_path}: server.domain: is {settings.server.domain!r}; --domain {domain} "

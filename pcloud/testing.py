@@ -6,12 +6,15 @@
 
 The server runs on its own event loop in a background thread, so that the caller may use
 blocking clients (smtplib, imaplib, subprocesses) as well as asyncio ones. It listens on
-127.0.0.1 on ports chosen by the kernel, with failed-login delays shortened to milliseconds.
+127.0.0.1 on ports chosen by the kernel, with failed-login delays shortened to milliseconds, and
+asks its DNS questions of a small DNS server of its own (records given by the caller; any other
+name does not exist), so that nothing leaves the machine.
 """
 
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 import threading
 from collections.abc import Coroutine, Iterator, Mapping
@@ -19,6 +22,11 @@ from concurrent.futures import Future
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
+
+import dns.message
+import dns.rcode
+import dns.rdatatype
+import dns.rrset
 
 from pcloud import config
 from pcloud.directory import User
@@ -54,6 +62,7 @@ class RunningServer:
         self.data_dir = services.data_dir
         self.ca_file = services.tls.ca_file
         self.domain = services.config.server.domain
+        self.dns_records: dict[tuple[str, str], list[str]] = {}
 
     @property
     def endpoints(self) -> list[Endpoint]:
@@ -89,12 +98,24 @@ def running_server(
     *,
     domain: str = "example.org",
     settings: Mapping[str, Mapping[str, Any]] | None = None,
+    dns_records: Mapping[tuple[str, str], list[str]] | None = None,
 ) -> Iterator[RunningServer]:
-    """Start a whole server on a new data folder; stop it, closing everything, on exit."""
-    merged = {name: dict(values) for name, values in TEST_SETTINGS.items()}
-    for name, values in (settings or {}).items():
-        merged.setdefault(name, {}).update(values)
-    write_config(data_dir, domain, merged)
+    """Start a whole server on a new data folder; stop it, closing everything, on exit.
+    `dns_records` is what its DNS server answers, e.g. {("b.test", "MX"): ["10 mx.b.test."]}."""
+    answers = dict(dns_records or {})
+    with DnsServer(answers) as dns_server:
+        merged = {name: dict(values) for name, values in TEST_SETTINGS.items()}
+        merged["smtp"] = {"dns_server": f"127.0.0.1:{dns_server.port}"}
+        for name, values in (settings or {}).items():
+            merged.setdefault(name, {}).update(values)
+        write_config(data_dir, domain, merged)
+        with _serve(data_dir) as server:
+            server.dns_records = answers  # what its DNS server answers; tests may add to it
+            yield server
+
+
+@contextmanager
+def _serve(data_dir: Path) -> Iterator[RunningServer]:
     lock = DataFolderLock(data_dir, embedded=True)
     services, _ = open_services(data_dir)
     started: Future[RunningServer] = Future()
@@ -126,3 +147,51 @@ def running_server(
         thread.join(timeout=30)
         services.close()
         lock.release()
+
+
+class DnsServer:
+    """A DNS server on 127.0.0.1 answering from a table {(name, type): [values]}; names under
+    `broken.test` get SERVFAIL (a temporary failure); any other name does not exist."""
+
+    def __init__(self, records: Mapping[tuple[str, str], list[str]]) -> None:
+        self.records = records
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.running = True
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self) -> None:
+        while self.running:
+            try:
+                wire, peer = self.sock.recvfrom(4096)
+            except TimeoutError:
+                continue
+            query = dns.message.from_wire(wire)
+            response = dns.message.make_response(query)
+            question = query.question[0]
+            name = question.name.to_text().rstrip(".")
+            kind = dns.rdatatype.to_text(question.rdtype)
+            answers = self.records.get((name, kind))
+            if name.endswith("broken.test"):
+                response.set_rcode(dns.rcode.SERVFAIL)
+            elif answers is not None:
+                response.answer.append(
+                    dns.rrset.from_text_list(question.name, 60, "IN", kind, answers)
+                )
+            elif not any(key[0] == name for key in self.records):
+                response.set_rcode(dns.rcode.NXDOMAIN)
+            self.sock.sendto(response.to_wire(), peer)
+
+    def close(self) -> None:
+        self.running = False
+        self.thread.join()
+        self.sock.close()
+
+    def __enter__(self) -> DnsServer:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

@@ -332,16 +332,16 @@ def cmd_dns(context: Context, arguments: argparse.Namespace) -> int:
         if domain not in directory.domains():
             raise CommandError(f"domain {domain} is not hosted here")
     records = dns_records.mail_records(domain, DkimKeys(data_dir / "dkim").ensure(domain))
-    lookup = dns_records.resolver(settings.smtp) if arguments.check else None
+    dns_records.configure_resolver(settings.smtp)
     missing = 0
     for record in records:
         context.say(f"; {record.purpose}")
         context.say(f"{record.name}.  {record.type}  {_zone_value(record)}")
-        if lookup is not None:
-            status = dns_records.check(lookup, record)
+        if arguments.check:
+            status = dns_records.check(record)
             missing += status != "ok"
             context.say(f";   published: {status}")
-    if lookup is not None:
+    if arguments.check:
         context.say(f"{len(records) - missing} of {len(records)} records are published as shown")
     return 0
 

@@ -8,9 +8,11 @@ Implementation notes:
 - A recipient is checked at RCPT: unknown users get 550, other domains 554 (never a relay), a
   full mailbox 452. The message is on disk in every recipient's mailbox before 250 is sent.
 - Mail to other servers is queued (store/queue.py) and sent by the worker in outbound.py.
+- Mail from other servers gets an Authentication-Results header (SPF, DKIM, DMARC, in
+  auth_checks.py); DMARC p=reject refuses it, p=quarantine files it under Junk. Mail leaving
+  for other servers is DKIM-signed (signing.py).
 - Not yet: forwarding by aliases to other servers from the MX (needs SRS; such recipients get a
-  temporary 451 so that senders retry), DKIM signing, SPF/DKIM/DMARC checks and the
-  Authentication-Results header.
+  temporary 451 so that senders retry); MTA-STS and DANE for outbound TLS.
 - aiosmtpd's own replies to syntax errors carry no enhanced status code, though
   ENHANCEDSTATUSCODES is advertised; pcloud's replies all do.
 """

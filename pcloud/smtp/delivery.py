@@ -19,8 +19,10 @@ from aiosmtpd.smtp import SMTP, Envelope, Session, TLSSetupException
 from pcloud.directory import InvalidValue
 from pcloud.directory.addresses import AddressError, domain_of, normalize_address
 from pcloud.services import Services
+from pcloud.smtp import auth_checks
 from pcloud.smtp.signing import sign
 from pcloud.store.mail_values import NoSuchAccount, QuotaExceeded
+from pcloud.store.maildir import INBOX
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +52,8 @@ class Handler:
     """aiosmtpd hooks (RFC 5321 §3.3) shared by the MX and submission listeners."""
 
     protocol = "ESMTP"
+    # Mail from other servers is checked (SPF, DKIM, DMARC); users' own mail is not.
+    checks_senders = True
 
     def __init__(self, services: Services) -> None:
         self.services = services
@@ -152,16 +156,33 @@ class Handler:
     # RFC 5321 §4.1.1.4
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         content = envelope.original_content or b""
+        junk = False
+        if self.checks_senders:
+            verdict = await asyncio.to_thread(
+                auth_checks.check,
+                content,
+                authserv_id=server.hostname,
+                ip=peer_address(session),
+                mail_from=envelope.mail_from or "",
+                helo=session.host_name or "",
+            )
+            log.info("smtp sender checks from=%s result=%s",
+                     envelope.mail_from, verdict.header.decode().strip())  # fmt: skip
+            if verdict.policy == "reject":
+                return "550 5.7.1 Rejected: the sender's domain asks for it (DMARC)"
+            junk = verdict.policy == "quarantine"
+            content = verdict.header + auth_checks.without_forged_results(content, server.hostname)
         message = self.received_header(server, session, envelope).encode() + content
         route = routing(envelope)
         try:
-            for account in sorted(route.local):
-                stored = await asyncio.to_thread(
-                    self.services.mail.account(account).deliver, message
-                )
+            for address in sorted(route.local):
+                account = self.services.mail.account(address)
+                mailbox = account.special_mailbox("\\Junk") if junk else INBOX
+                stored = await asyncio.to_thread(account.deliver, message, mailbox=mailbox)
                 log.info(
-                    "smtp delivered from=%s to=%s uid=%d size=%d remote=%s",
-                    envelope.mail_from, account, stored.uid, len(message), peer_address(session),
+                    "smtp delivered from=%s to=%s mailbox=%s uid=%d size=%d remote=%s",
+                    envelope.mail_from, address, mailbox, stored.uid, len(message),
+                    peer_address(session),
                 )  # fmt: skip
             if route.remote:
                 outgoing = await asyncio.to_thread(sign, message, self.services.dkim)

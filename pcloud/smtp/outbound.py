@@ -27,7 +27,6 @@ import dns.resolver
 
 from pcloud.config import SmtpSection, split_host_port
 from pcloud.directory.addresses import domain_of
-from pcloud.dns_records import resolver
 from pcloud.services import Services
 from pcloud.smtp.bounce import failure_report
 from pcloud.store.queue import Queued
@@ -66,9 +65,8 @@ def mail_hosts(domain: str, settings: SmtpSection) -> list[tuple[str, int]]:
     """Addresses to try for a domain, best MX first (RFC 5321 §5.1)."""
     if settings.smarthost:
         return [split_host_port(settings.smarthost, 587)]
-    lookup = resolver(settings)
     try:
-        records = sorted(lookup.resolve(domain, "MX"), key=lambda r: r.preference)
+        records = sorted(dns.resolver.resolve(domain, "MX"), key=lambda r: r.preference)
         exchanges = [str(r.exchange).rstrip(".") for r in records]
     except dns.resolver.NXDOMAIN:
         raise PermanentFailure("5.1.2", f"domain {domain} does not exist") from None
@@ -80,7 +78,7 @@ def mail_hosts(domain: str, settings: SmtpSection) -> list[tuple[str, int]]:
     for exchange in exchanges:
         for record_type in ("A", "AAAA"):
             try:
-                addresses = lookup.resolve(exchange, record_type)
+                addresses = dns.resolver.resolve(exchange, record_type)
             except (dns.resolver.NoAnswer, dns.resolver.NXDOMAIN):
                 continue
             hosts += [(str(address), settings.outbound_port) for address in addresses]

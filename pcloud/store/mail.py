@@ -239,6 +239,14 @@ class Account:
                 return mailbox
         raise MailboxNotFound(f"no mailbox {name}")
 
+    def special_mailbox(self, special_use: str) -> str:
+        """The mailbox with this special use (RFC 6154), or INBOX when there is none."""
+        with self._lock:
+            rows = self._rows(
+                "SELECT name FROM mailboxes WHERE special_use = ? ORDER BY id", special_use
+            )
+        return str(rows[0]["name"]) if rows else INBOX
+
     def create_mailbox(self, name: str, special_use: str | None = None) -> None:
         name = normalize_mailbox_name(name)
         if special_use is not None and special_use not in SPECIAL_USES:

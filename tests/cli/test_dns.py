@@ -10,23 +10,18 @@ import pytest
 
 from pcloud.cli import Context, run
 from pcloud.testing import RunningServer, running_server
-from tests.dns_server import DnsServer
 
 
 @pytest.fixture
 def published(tmp_path: Path) -> Iterator[RunningServer]:
-    dns_server = DnsServer({
+    records = {
         ("mail.example.org", "A"): ["192.0.2.10"],
         ("example.org", "MX"): ["10 mail.example.org."],
         ("example.org", "TXT"): ['"v=spf1 mx ~all"', '"google-site-verification=x"'],
         ("pcloud._domainkey.example.org", "TXT"): ['"v=DKIM1; k=rsa; p=MIIBold"'],
-    })  # fmt: skip
-    settings = {"smtp": {"dns_server": f"127.0.0.1:{dns_server.port}"}}
-    try:
-        with running_server(tmp_path / "data", settings=settings) as server:
-            yield server
-    finally:
-        dns_server.close()
+    }
+    with running_server(tmp_path / "data", dns_records=records) as server:
+        yield server
 
 
 def dns_command(server: RunningServer, *options: str) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 from pcloud.events import Events
 from pcloud.services import load_config, open_directory
 from pcloud.store.mail import MailStore
-from pcloud.testing import write_config
+from pcloud.testing import DnsServer, write_config
 
 PCLOUD = [sys.executable, "-m", "pcloud"]
 
@@ -50,7 +50,12 @@ def stored_message_ids(data: Path) -> list[str]:
 
 def test_sigkill_during_deliveries_loses_nothing_acknowledged(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    write_config(data, "example.org", {"server": {"address": "127.0.0.1", "ports": "ephemeral"}})
+    dns_server = DnsServer({})  # the server's SPF and DMARC questions stay on this machine
+    settings = {
+        "server": {"address": "127.0.0.1", "ports": "ephemeral"},
+        "smtp": {"dns_server": f"127.0.0.1:{dns_server.port}"},
+    }
+    write_config(data, "example.org", settings)
     subprocess.run([*PCLOUD, "init", "--data", str(data)], check=True, capture_output=True)
     subprocess.run(
         [*PCLOUD, "user", "add", "alice@example.org", "--password", "correct horse battery",
@@ -96,3 +101,4 @@ def test_sigkill_during_deliveries_loses_nothing_acknowledged(tmp_path: Path) ->
     missing = set(acknowledged) - set(stored)
     assert not missing, f"acknowledged but lost: {sorted(missing)}"
     assert all(re.fullmatch(r"<\d\.\d+@example\.net>", m) for m in stored)
+    dns_server.close()

@@ -15,28 +15,27 @@ import pytest
 
 from pcloud.cli import Context, run
 from pcloud.testing import RunningServer, running_server
-from tests.dns_server import DnsServer
 
 PASSWORD = "correct horse battery"
 
 
 @pytest.fixture
 def servers(tmp_path: Path) -> Iterator[tuple[RunningServer, RunningServer]]:
+    records = {
+        ("b.test", "MX"): ["10 mx.b.test."],
+        ("mx.b.test", "A"): ["127.0.0.1"],
+        ("nomail.test", "MX"): ["0 ."],
+        ("a.test", "TXT"): ['"v=spf1 ip4:127.0.0.1 -all"'],
+        ("_dmarc.a.test", "TXT"): ['"v=DMARC1; p=reject"'],
+    }
     with running_server(tmp_path / "b", domain="b.test") as b:
         b.add_user("bob@b.test", PASSWORD)
-        dns_server = DnsServer({
-            ("b.test", "MX"): ["10 mx.b.test."],
-            ("mx.b.test", "A"): ["127.0.0.1"],
-            ("nomail.test", "MX"): ["0 ."],
-        })  # fmt: skip
-        settings = {"smtp": {"dns_server": f"127.0.0.1:{dns_server.port}",
-                             "outbound_port": b.port("smtp")}}  # fmt: skip
-        try:
-            with running_server(tmp_path / "a", domain="a.test", settings=settings) as a:
-                a.add_user("alice@a.test", PASSWORD)
-                yield a, b
-        finally:
-            dns_server.close()
+        settings = {"smtp": {"outbound_port": b.port("smtp")}}
+        with running_server(
+            tmp_path / "a", domain="a.test", settings=settings, dns_records=records
+        ) as a:
+            a.add_user("alice@a.test", PASSWORD)
+            yield a, b
 
 
 def submit(server: RunningServer, to: str, subject: str) -> None:
@@ -82,12 +81,19 @@ def test_mail_goes_from_one_server_to_the_other(
     assert not list((a.data_dir / "queue" / "messages").iterdir())
 
 
-def test_mail_to_other_servers_is_dkim_signed(servers: tuple[RunningServer, RunningServer]) -> None:
+def test_mail_to_other_servers_is_dkim_signed_and_passes_the_checks_there(
+    servers: tuple[RunningServer, RunningServer],
+) -> None:
     a, b = servers
+    key = a.services.dkim.get("a.test")
+    assert key is not None
+    a.dns_records[(key.dns_name, "TXT")] = [f'"{key.dns_value[:250]}" "{key.dns_value[250:]}"']
     submit(a, "bob@b.test", "signed")
     [received] = wait_for(inbox(b, "bob@b.test"), "the message")
-    key = a.services.dkim.get("a.test")
-    assert key is not None and received.startswith(b"Received: ")
+    assert received.startswith(b"Received: ")
+    results = received.split(b"Authentication-Results: ")[1].split(b"\r\n")[0]
+    assert results.startswith(b"mail.b.test; spf=pass")
+    assert b"dkim=pass" in results and b"dmarc=pass" in results
     signature = received.split(b"DKIM-Signature:")[1].split(b"\r\nFrom:")[0]
     assert b"d=a.test;" in signature and b"s=pcloud;" in signature
 
