@@ -142,10 +142,12 @@ def dns_stub() -> int:
         while True:
             query, peer = sock.recvfrom(4096)
             end = 12  # the header; then the question: labels up to a 0, type and class
-            while query[end]:
+            while end < len(query) and query[end]:
                 end += query[end] + 1
+            if end + 5 > len(query):
+                continue  # not a query
             # RFC 1035 §4.1.1: same ID, opcode and RD; QR and RA set, RCODE 3; one question.
-            flags = bytes([0x80 | query[2] & 0x79, 0x83])
+            flags = bytes([0x80 | (query[2] & 0x79), 0x83])
             sock.sendto(query[:2] + flags + query[4:6] + bytes(6) + query[12 : end + 5], peer)
 
     threading.Thread(target=answer, daemon=True).start()
@@ -238,13 +240,13 @@ def running_postfix(postfix: str, root: Path) -> Iterator[tuple[int, Path]]:
 def processes() -> dict[int, int]:
     """Parent pid by pid of every live process; zombies are left out, init reaps them."""
     found = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+    for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
-            state, parent = stat.read_text().rpartition(")")[2].split()[:2]
+            state, parent = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[:2]
         except OSError:  # gone meanwhile
             continue
         if state != "Z":
-            found[int(stat.parent.name)] = int(parent)
+            found[int(pid)] = int(parent)
     return found
 
 
@@ -259,11 +261,8 @@ def measure(postfix: str | None, counts: list[int], seconds: float) -> tuple[lis
     with tempfile.TemporaryDirectory(prefix="pcloud-bench-") as temp, ExitStack() as stack:
         root = Path(temp)
         root.chmod(0o711)  # Postfix's daemons must reach their queue below
-        servers = {
-            "pcloud": stack.enter_context(
-                running_pcloud(root, max(counts), f"127.0.0.1:{dns_stub()}")
-            )
-        }
+        dns = f"127.0.0.1:{dns_stub()}"
+        servers = {"pcloud": stack.enter_context(running_pcloud(root, max(counts), dns))}
         if postfix:
             servers["Postfix"] = stack.enter_context(running_postfix(postfix, root / "postfix"))
         accepted = dict.fromkeys(servers, 0)

@@ -7,6 +7,7 @@ Data folder layout (each part is described by the module that owns it):
     mail/<address>/      Maildir++ folders and index.sqlite3 of each account (pcloud.store.mail)
     queue/               mail waiting for delivery to other servers (pcloud.store.queue)
     dkim/                DKIM signing keys, one per domain (pcloud.store.dkim_keys)
+    srs.secret           the key of rewritten senders of forwarded mail (pcloud.store.secret)
     run/                 lock and endpoints of the running server (pcloud.supervisor)
 """
 
@@ -23,6 +24,7 @@ from pcloud.directory import DIRECTORY_FILE, Directory
 from pcloud.directory.passwords import generate_password
 from pcloud.dns_records import configure_resolver
 from pcloud.events import Events
+from pcloud.store import secret
 from pcloud.store.dkim_keys import DkimKeys
 from pcloud.store.durable import write_atomically
 from pcloud.store.mail import MailStore
@@ -51,6 +53,7 @@ class Services:
     mail: MailStore
     queue: QueueStore
     dkim: DkimKeys
+    srs_secret: str  # signs rewritten senders of forwarded mail (SRS)
     # Filled by the supervisor once every listener is bound and before any serves, so that a
     # service can name the others' real ports (redirects, client autoconfiguration).
     endpoints: list[Endpoint] = field(default_factory=list)
@@ -141,5 +144,6 @@ def open_services(
     dkim = DkimKeys(data_dir / "dkim")
     for hosted in directory.domains():
         dkim.ensure(hosted)
-    services = Services(data_dir, settings, directory, tls, events, mail, queue, dkim)
+    srs_secret = secret.load_or_create(data_dir / "srs.secret")
+    services = Services(data_dir, settings, directory, tls, events, mail, queue, dkim, srs_secret)
     return services, first_start

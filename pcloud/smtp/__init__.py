@@ -11,8 +11,10 @@ Implementation notes:
 - Mail from other servers gets an Authentication-Results header (SPF, DKIM, DMARC, in
   auth_checks.py); DMARC p=reject refuses it, p=quarantine files it under Junk. Mail leaving
   for other servers is DKIM-signed (signing.py).
-- Not yet: forwarding by aliases to other servers from the MX (needs SRS; such recipients get a
-  temporary 451 so that senders retry); MTA-STS and DANE for outbound TLS.
+- An alias may forward to other servers: the copy is queued with its sender rewritten (SRS,
+  srslib), and a bounce to that address goes back to the original sender.
+- Local delivery adds Return-Path (RFC 5321 §4.4).
+- Not yet: MTA-STS and DANE for outbound TLS.
 - aiosmtpd's own replies to syntax errors carry no enhanced status code, though
   ENHANCEDSTATUSCODES is advertised; pcloud's replies all do.
 """

@@ -14,6 +14,7 @@ import ssl
 from dataclasses import dataclass, field
 from typing import Any
 
+import srslib  # type: ignore[import-untyped]  # no type hints shipped
 from aiosmtpd.smtp import SMTP, Envelope, Session, TLSSetupException
 
 from pcloud.directory import InvalidValue
@@ -58,6 +59,9 @@ class Handler:
     def __init__(self, services: Services) -> None:
         self.services = services
         self.directory = services.directory
+        # Forwarded mail leaves with its sender rewritten (SRS), so that the next server's SPF
+        # check sees this server's domain; bounces to such an address go back to the sender.
+        self.srs = srslib.SRS(services.srs_secret)
 
     # RFC 5321 §4.1.1.1 (EHLO), with RFC 2920 PIPELINING and RFC 2034 ENHANCEDSTATUSCODES.
     async def handle_EHLO(
@@ -86,9 +90,14 @@ class Handler:
         administrator even without an alias (RFC 5321 §4.5.1)."""
         if "@" not in address and address.lower() == "postmaster":
             address = f"postmaster@{self.directory.default_domain}"
-        targets = self.directory.resolve(address)
         local, _, domain = address.rpartition("@")
         hosted = domain.lower() in self.directory.domains()
+        if hosted and srslib.SRS.is_srs_address(address):
+            try:
+                return [self.srs.reverse(address)]
+            except srslib.Error:
+                return None
+        targets = self.directory.resolve(address)
         if targets is None and hosted and local.lower() == "postmaster":
             admins = [user.address for user in self.directory.users() if user.is_admin]
             return admins[:1] or None
@@ -109,8 +118,6 @@ class Handler:
         route = routing(envelope)
         local = [t for t in targets if domain_of(t) in self.directory.domains()]
         remote = [t for t in targets if t not in local]
-        if remote and not self.may_forward(session):
-            return "451 4.4.0 Forwarding to other servers is not available yet; try again later"
         size = _declared_size(envelope.mail_options)
         for account in local:
             if not await asyncio.to_thread(self._has_room, account, size):
@@ -141,10 +148,12 @@ class Handler:
         """The MX takes mail for hosted addresses only: it is never a relay."""
         return False
 
-    def may_forward(self, session: Session) -> bool:
-        """Whether an alias may send this mail on to another server. Not yet from the MX:
-        forwarding others' mail needs the sender rewritten (SRS) so that SPF still passes."""
-        return self.may_send_elsewhere(session)
+    def outgoing_sender(self, session: Session, sender: str) -> str:
+        """The envelope sender for copies that leave for other servers: someone else's mail
+        that an alias forwards gets an SRS address of this server's main domain."""
+        if not sender:
+            return sender  # a bounce stays a bounce
+        return str(self.srs.forward(sender, self.directory.default_domain))
 
     def _has_room(self, account: str, size: int) -> bool:
         user = self.directory.user(account)
@@ -173,12 +182,15 @@ class Handler:
             junk = verdict.policy == "quarantine"
             content = verdict.header + auth_checks.without_forged_results(content, server.hostname)
         message = self.received_header(server, session, envelope).encode() + content
+        sender = "" if envelope.mail_from in (None, "<>") else envelope.mail_from  # <>: a bounce
         route = routing(envelope)
         try:
+            # RFC 5321 §4.4: final delivery records the envelope sender.
+            delivered = f"Return-Path: <{sender}>\r\n".encode() + message
             for address in sorted(route.local):
                 account = self.services.mail.account(address)
                 mailbox = account.special_mailbox("\\Junk") if junk else INBOX
-                stored = await asyncio.to_thread(account.deliver, message, mailbox=mailbox)
+                stored = await asyncio.to_thread(account.deliver, delivered, mailbox=mailbox)
                 log.info(
                     "smtp delivered from=%s to=%s mailbox=%s uid=%d size=%d remote=%s",
                     envelope.mail_from, address, mailbox, stored.uid, len(message),
@@ -188,7 +200,7 @@ class Handler:
                 outgoing = await asyncio.to_thread(sign, message, self.services.dkim)
                 await asyncio.to_thread(
                     self.services.queue.enqueue,
-                    envelope.mail_from or "",
+                    self.outgoing_sender(session, sender),
                     sorted(route.remote),
                     outgoing,
                 )

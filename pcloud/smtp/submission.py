@@ -78,6 +78,9 @@ class SubmissionHandler(Handler):
     def may_send_elsewhere(self, session: Session) -> bool:
         return bool(session.authenticated)
 
+    def outgoing_sender(self, session: Session, sender: str) -> str:
+        return sender  # the user's own address: SPF passes as it is
+
     def owns(self, principal: Principal, address: str) -> bool:
         try:
             targets = self.resolve(address)

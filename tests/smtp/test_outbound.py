@@ -90,7 +90,7 @@ def test_mail_to_other_servers_is_dkim_signed_and_passes_the_checks_there(
     a.dns_records[(key.dns_name, "TXT")] = [f'"{key.dns_value[:250]}" "{key.dns_value[250:]}"']
     submit(a, "bob@b.test", "signed")
     [received] = wait_for(inbox(b, "bob@b.test"), "the message")
-    assert received.startswith(b"Received: ")
+    assert received.startswith(b"Return-Path: <alice@a.test>\r\nReceived: ")
     results = received.split(b"Authentication-Results: ")[1].split(b"\r\n")[0]
     assert results.startswith(b"mail.b.test; spf=pass")
     assert b"dkim=pass" in results and b"dmarc=pass" in results
@@ -154,3 +154,34 @@ def test_an_unreachable_domain_is_retried_and_the_queue_can_be_managed(
     assert cli("queue", "delete", entry.id) == f"deleted {entry.id}\n"
     assert a.services.queue.entries() == []
     assert inbox(a, "alice@a.test")() == []  # deleting is silent: no bounce
+
+
+def test_an_alias_forwards_with_a_rewritten_sender_and_bounces_find_their_way_back(
+    servers: tuple[RunningServer, RunningServer],
+) -> None:
+    a, b = servers
+    a.services.directory.add_alias("fwd@a.test", ["bob@b.test"])
+    with smtplib.SMTP("127.0.0.1", a.port("smtp"), timeout=10) as client:
+        client.sendmail(
+            "carol@c.broken.test", ["fwd@a.test"], b"From: carol@c.broken.test\r\n\r\nHi.\r\n"
+        )
+    [received] = wait_for(inbox(b, "bob@b.test"), "the forwarded message")
+    return_path = received.split(b"\r\n")[0].decode()
+    assert return_path.startswith("Return-Path: <SRS0=") and return_path.endswith(
+        "=c.broken.test=carol@a.test>"
+    )
+    srs_address = return_path.removeprefix("Return-Path: <").removesuffix(">")
+
+    # A bounce to that address goes to carol (and waits in the queue: her DNS is broken).
+    with smtplib.SMTP("127.0.0.1", a.port("smtp"), timeout=10) as client:
+        client.sendmail("", [srs_address], b"From: postmaster@b.test\r\n\r\nBounce.\r\n")
+        client.ehlo("b.test")
+        client.mail("")
+        forged = srs_address.replace("SRS0=", "SRS0=x")
+        assert client.rcpt(forged)[0] in (550, 553)
+    deadline = time.monotonic() + 30
+    while not any(q.sender == "" for q in a.services.queue.entries()):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    [bounce] = [q for q in a.services.queue.entries() if q.sender == ""]
+    assert [r.address for r in bounce.recipients] == ["carol@c.broken.test"]

@@ -53,7 +53,9 @@ def results_of(message: bytes) -> bytes:
 def test_a_sender_that_passes_is_delivered_with_its_results(server: RunningServer) -> None:
     assert send(server, "bob@good.test")[0] == 250
     [message] = stored(server, "INBOX")
-    assert message.startswith(b"Received: from mx.sender.test ([127.0.0.1])")
+    assert message.startswith(
+        b"Return-Path: <bob@good.test>\r\nReceived: from mx.sender.test ([127.0.0.1])"
+    )
     results = results_of(message)
     assert results.startswith(b"mail.example.org; spf=pass")
     assert b"smtp.mailfrom=good.test" in results
