@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import smtplib
+import socket
 import time
 from collections.abc import Callable, Iterator
 from email.message import EmailMessage
@@ -185,3 +186,36 @@ def test_an_alias_forwards_with_a_rewritten_sender_and_bounces_find_their_way_ba
         time.sleep(0.1)
     [bounce] = [q for q in a.services.queue.entries() if q.sender == ""]
     assert [r.address for r in bounce.recipients] == ["carol@c.broken.test"]
+
+
+def test_queued_mail_survives_a_restart_and_is_sent_once(tmp_path: Path) -> None:
+    records = {("b.test", "MX"): ["10 mx.b.test."], ("mx.b.test", "A"): ["127.0.0.1"]}
+    with socket.socket() as probe:  # a port where nothing listens: b is "down"
+        probe.bind(("127.0.0.1", 0))
+        down = probe.getsockname()[1]
+    with running_server(tmp_path / "b", domain="b.test") as b:
+        b.add_user("bob@b.test", PASSWORD)
+        settings = {"smtp": {"outbound_port": down}}
+        with running_server(
+            tmp_path / "a", domain="a.test", settings=settings, dns_records=records
+        ) as a:
+            a.add_user("alice@a.test", PASSWORD)
+            submit(a, "bob@b.test", "persistent")
+
+            def deferred() -> list[bytes]:
+                entries = a.services.queue.entries()
+                return [b"x"] if entries and entries[0].recipients[0].attempts else []
+
+            wait_for(deferred, "the first attempt")
+        settings = {"smtp": {"outbound_port": b.port("smtp")}}
+        with running_server(
+            tmp_path / "a", domain="a.test", settings=settings, dns_records=records
+        ) as a:
+            [entry] = a.services.queue.entries()
+            assert "Connection refused" in entry.recipients[0].last_error
+            a.services.queue.retry_now()
+            [received] = wait_for(inbox(b, "bob@b.test"), "the message")
+            assert b"Subject: persistent" in received
+            wait_for(lambda: [] if a.services.queue.entries() else [b"empty"], "an empty queue")
+        time.sleep(0.5)
+        assert len(inbox(b, "bob@b.test")()) == 1
