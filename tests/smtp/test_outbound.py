@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import smtplib
 import socket
+import ssl
 import time
 from collections.abc import Callable, Iterator
 from email.message import EmailMessage
@@ -13,6 +14,8 @@ from pathlib import Path
 
 import dkim  # type: ignore[import-untyped]
 import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword
 
 from pcloud.cli import Context, run
 from pcloud.testing import RunningServer, running_server
@@ -219,3 +222,53 @@ def test_queued_mail_survives_a_restart_and_is_sent_once(tmp_path: Path) -> None
             wait_for(lambda: [] if a.services.queue.entries() else [b"empty"], "an empty queue")
         time.sleep(0.5)
         assert len(inbox(b, "bob@b.test")()) == 1
+
+
+def test_a_smarthost_takes_all_outgoing_mail_over_verified_tls_with_auth(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The smarthost here is aiosmtpd's own test server, standing in for a provider's."""
+    with running_server(tmp_path / "provider") as provider:  # only lends its certificate
+        tls = provider.data_dir / "tls"
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(tls / "server.pem", tls / "server.key")
+        monkeypatch.setenv("SSL_CERT_FILE", str(tls / "ca.pem"))  # a's trust in that provider
+    received: list[tuple[str, list[str], bytes]] = []
+
+    class Provider:
+        async def handle_DATA(self, server: object, session: object, envelope: Envelope) -> str:
+            assert envelope.original_content is not None
+            received.append(
+                (envelope.mail_from or "", envelope.rcpt_tos, envelope.original_content)
+            )
+            return "250 2.0.0 queued"
+
+    def login(
+        server: object, session: object, envelope: object, mechanism: str, auth_data: object
+    ) -> AuthResult:
+        ok = isinstance(auth_data, LoginPassword) and auth_data.password == b"provider secret"
+        return AuthResult(success=ok)
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    smarthost = Controller(
+        Provider(), hostname="127.0.0.1", port=port, tls_context=context,
+        require_starttls=True, auth_required=True, authenticator=login,
+    )  # fmt: skip
+    smarthost.start()
+    try:
+        settings = {"smtp": {"smarthost": f"localhost:{port}", "smarthost_login": "alice",
+                             "smarthost_password": "provider secret"}}  # fmt: skip
+        with running_server(tmp_path / "a", domain="a.test", settings=settings) as a:
+            a.add_user("alice@a.test", PASSWORD)
+            submit(a, "friend@anywhere.test", "via the provider")
+            deadline = time.monotonic() + 30
+            while not received:
+                assert time.monotonic() < deadline, a.services.queue.entries()
+                time.sleep(0.1)
+    finally:
+        smarthost.stop()
+    [(sender, recipients, content)] = received
+    assert (sender, recipients) == ("alice@a.test", ["friend@anywhere.test"])
+    assert b"Subject: via the provider" in content and b"DKIM-Signature:" in content
