@@ -116,7 +116,8 @@ class Handler:
         if targets is None:
             return await self.unknown_recipient(session, envelope, address)
         route = routing(envelope)
-        local = [t for t in targets if domain_of(t) in self.directory.domains()]
+        hosted = await asyncio.to_thread(self.directory.domains)
+        local = [t for t in targets if domain_of(t) in hosted]
         remote = [t for t in targets if t not in local]
         size = _declared_size(envelope.mail_options)
         for account in local:
