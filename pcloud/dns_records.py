@@ -30,14 +30,16 @@ def configure_resolver(settings: SmtpSection) -> None:
     authheaders) all ask the default resolver. One `pcloud serve` is one process, so this is
     its DNS setting; several servers embedded in one program share the last one set.
     """
-    if not settings.dns_server:
+    if settings.dns_server:
+        configured = dns.resolver.Resolver(configure=False)
+        host, port = split_host_port(settings.dns_server, 53)
+        configured.nameservers = [host]
+        configured.port = port
+        dns.resolver.default_resolver = configured
+    else:
         dns.resolver.reset_default_resolver()
-        return
-    configured = dns.resolver.Resolver(configure=False)
-    host, port = split_host_port(settings.dns_server, 53)
-    configured.nameservers = [host]
-    configured.port = port
-    dns.resolver.default_resolver = configured
+    # Each message asks about its sender's domain several times (SPF, DMARC, DKIM).
+    dns.resolver.get_default_resolver().cache = dns.resolver.LRUCache(10_000)
 
 
 def mail_records(domain: str, dkim_key: DkimKey) -> list[Record]:

@@ -13,11 +13,19 @@ import re
 from dataclasses import dataclass
 
 import authheaders  # type: ignore[import-untyped]  # no type hints shipped
+import authheaders.dmarc_lookup  # type: ignore[import-untyped]
+import publicsuffix2  # type: ignore[import-untyped]
 from authres import AuthenticationResultsHeader, DKIMAuthenticationResult  # type: ignore[import-untyped]
 
 from pcloud.store.index import header_block
 
 log = logging.getLogger(__name__)
+
+# authheaders parses the whole public suffix list again for each organizational-domain lookup
+# (60 ms of CPU, several times per message, holding the interpreter); publicsuffix2, which it
+# uses underneath, keeps one parsed copy. Same list, same answers, once.
+authheaders.get_org_domain = publicsuffix2.get_sld
+authheaders.dmarc_lookup.get_org_domain = publicsuffix2.get_sld
 # dkimpy logs a signature that does not verify as an error; here it is an ordinary result,
 # written into Authentication-Results.
 logging.getLogger("dkimpy").setLevel(logging.CRITICAL)
