@@ -86,6 +86,13 @@ class RunningServer:
     ) -> User:
         return self.services.directory.add_user(address, password, **options)
 
+    def messages(self, address: str, mailbox: str = "INBOX") -> list[bytes]:
+        """The messages stored in one of an account's mailboxes, oldest first, as on disk."""
+        account = self.services.mail.account(address)
+        return [
+            account.message_file(mailbox, m.uid).read_bytes() for m in account.messages(mailbox)
+        ]
+
     def call(self, coroutine: Coroutine[Any, Any, T]) -> T:
         """Run a coroutine on the server's own loop (e.g. directory.authenticate) and wait."""
         future: Future[T] = asyncio.run_coroutine_threadsafe(coroutine, self.loop)

@@ -14,6 +14,7 @@ import pytest
 
 from pcloud.testing import RunningServer, running_server
 from tests.conftest import require_tool
+from tests.smtp.sessions import mx, reply
 from tests.transcript import Transcript
 
 PASSWORD = "correct horse battery"
@@ -27,22 +28,6 @@ def limited(tmp_path: Path) -> Iterator[RunningServer]:
     with running_server(tmp_path / "data", settings={"smtp": smtp}) as server:
         server.add_user("alice@example.org", PASSWORD)
         yield server
-
-
-def inbox(server: RunningServer) -> int:
-    return len(server.services.mail.account("alice@example.org").messages("INBOX"))
-
-
-async def reply(session: Transcript, line: str) -> str:
-    """The server's one-line reply to `line`."""
-    return (await session.expect("", line))[-1]
-
-
-async def mx(server: RunningServer) -> Transcript:
-    session = await Transcript.open("127.0.0.1", server.port("smtp"))
-    await session.expect("220 ")
-    await session.expect("250 ", "EHLO sender.other.net")
-    return session
 
 
 async def to_alice(server: RunningServer) -> Transcript:
@@ -92,7 +77,7 @@ async def test_a_message_twice_the_maximum_gets_552(limited: RunningServer) -> N
     assert (await reply(session, "NOOP")).startswith("250")
     assert (await reply(session, "MAIL FROM:<bob@other.net> SIZE=200000")).startswith("552")
     await session.close()
-    assert inbox(limited) == 0
+    assert len(limited.messages("alice@example.org")) == 0
 
 
 async def test_recipients_beyond_the_limit_get_452_and_one_copy_is_stored(
@@ -108,7 +93,7 @@ async def test_recipients_beyond_the_limit_get_452_and_one_copy_is_stored(
     await session.send("Subject: many\r\n\r\nHello.")
     assert (await reply(session, ".")).startswith("250")
     await session.close()
-    assert inbox(server) == 1
+    assert len(server.messages("alice@example.org")) == 1
 
 
 @pytest.mark.parametrize("cut", ["Subject: half\r\n\r\nhalf a mess", "Subject: half\r\n\r\n"])
@@ -164,7 +149,7 @@ def swaks(server: RunningServer, *options: str) -> subprocess.CompletedProcess[s
 def test_swaks_delivers_to_the_mx(limited: RunningServer) -> None:
     result = swaks(limited, "-p", str(limited.port("smtp")), "-f", "bob@other.net")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert inbox(limited) == 1
+    assert len(limited.messages("alice@example.org")) == 1
 
 
 @pytest.mark.parametrize(("password", "exit_code", "stored"), [(PASSWORD, 0, 1), ("wrong", 28, 0)])
@@ -177,4 +162,4 @@ def test_swaks_submits_after_starttls(
         "-a", "PLAIN", "-au", "alice@example.org", "-ap", password,
     )  # fmt: skip
     assert result.returncode == exit_code, result.stdout + result.stderr
-    assert inbox(limited) == stored
+    assert len(limited.messages("alice@example.org")) == stored

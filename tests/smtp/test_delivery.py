@@ -22,11 +22,6 @@ def message(to: str, subject: str = "Hello", size: int = 0) -> EmailMessage:
     return mail
 
 
-def inbox(server: RunningServer, address: str, mailbox: str = "INBOX") -> list[bytes]:
-    account = server.services.mail.account(address)
-    return [account.message_file(mailbox, m.uid).read_bytes() for m in account.messages(mailbox)]
-
-
 def mx(server: RunningServer) -> smtplib.SMTP:
     return smtplib.SMTP("127.0.0.1", server.port("smtp"), timeout=10)
 
@@ -42,8 +37,8 @@ def test_delivery_to_a_user_alias_and_catch_all(server: RunningServer) -> None:
     directory.add_alias("@example.org", ["carol@example.org"])
     with mx(server) as client:
         client.send_message(message("anything@example.org", "catch-all"))
-    alice = inbox(server, "alice@example.org")
-    carol = inbox(server, "carol@example.org")
+    alice = server.messages("alice@example.org")
+    carol = server.messages("carol@example.org")
     assert [b"Subject: direct" in m for m in alice] == [True, False]
     assert b"Subject: to the team" in alice[1] and b"Subject: to the team" in carol[0]
     assert b"Subject: catch-all" in carol[1]
@@ -59,7 +54,7 @@ def test_the_stored_message_has_a_received_header_and_the_exact_content(
         client.starttls(context=server.ssl_context())
         client.ehlo("sender.example.net")
         client.send_message(mail)
-    [stored] = inbox(server, "alice@example.org")
+    [stored] = server.messages("alice@example.org")
     header, _, rest = stored.partition(b"\r\n\r\n")
     assert header.startswith(
         b"Return-Path: <bob@example.net>\r\nReceived: from sender.example.net ([127.0.0.1])\r\n"
@@ -91,7 +86,7 @@ def test_unknown_users_get_550_at_rcpt(server: RunningServer) -> None:
         client.rset()
         with pytest.raises(smtplib.SMTPRecipientsRefused):
             client.sendmail("bob@example.net", ["ghost@example.org"], b"Subject: x\r\n\r\nx\r\n")
-    assert inbox(server, "alice@example.org") == []
+    assert server.messages("alice@example.org") == []
 
 
 def test_a_full_mailbox_is_refused_at_rcpt_and_an_oversized_message_at_data(
@@ -114,5 +109,5 @@ def test_a_full_mailbox_is_refused_at_rcpt_and_an_oversized_message_at_data(
             452,
             b"4.2.2 Mailbox of alice@example.org is full",
         )
-    [stored] = inbox(server, "alice@example.org")
+    [stored] = server.messages("alice@example.org")
     assert b"Subject: fits" in stored

@@ -62,22 +62,12 @@ def wait_for(found: Callable[[], list[bytes]], what: str) -> list[bytes]:
     return result
 
 
-def inbox(server: RunningServer, address: str) -> Callable[[], list[bytes]]:
-    def read() -> list[bytes]:
-        account = server.services.mail.account(address)
-        return [
-            account.message_file("INBOX", m.uid).read_bytes() for m in account.messages("INBOX")
-        ]
-
-    return read
-
-
 def test_mail_goes_from_one_server_to_the_other(
     servers: tuple[RunningServer, RunningServer],
 ) -> None:
     a, b = servers
     submit(a, "Bob <bob@b.test>", "across")
-    [received] = wait_for(inbox(b, "bob@b.test"), "the message")
+    [received] = wait_for(lambda: b.messages("bob@b.test"), "the message")
     assert b"Subject: across" in received
     # Two Received lines: a's submission, then b's MX (on top).
     assert received.index(b"by mail.b.test") < received.index(b"by mail.a.test")
@@ -93,7 +83,7 @@ def test_mail_to_other_servers_is_dkim_signed_and_passes_the_checks_there(
     assert key is not None
     a.dns_records[(key.dns_name, "TXT")] = [f'"{key.dns_value[:250]}" "{key.dns_value[250:]}"']
     submit(a, "bob@b.test", "signed")
-    [received] = wait_for(inbox(b, "bob@b.test"), "the message")
+    [received] = wait_for(lambda: b.messages("bob@b.test"), "the message")
     assert received.startswith(b"Return-Path: <alice@a.test>\r\nReceived: ")
     results = received.split(b"Authentication-Results: ")[1].split(b"\r\n")[0]
     assert results.startswith(b"mail.b.test; spf=pass")
@@ -114,7 +104,7 @@ def test_an_unknown_user_bounces_back_to_the_sender(
 ) -> None:
     a, _ = servers
     submit(a, "nobody@b.test", "to nobody")
-    [bounce] = wait_for(inbox(a, "alice@a.test"), "the bounce")
+    [bounce] = wait_for(lambda: a.messages("alice@a.test"), "the bounce")
     assert b"Subject: Undelivered mail returned to sender" in bounce
     assert b'multipart/report; report-type="delivery-status"' in bounce
     assert b"Final-Recipient: rfc822; nobody@b.test" in bounce
@@ -128,7 +118,7 @@ def test_a_domain_with_a_null_mx_bounces_at_once(
 ) -> None:
     a, _ = servers
     submit(a, "someone@nomail.test", "to nowhere")
-    [bounce] = wait_for(inbox(a, "alice@a.test"), "the bounce")
+    [bounce] = wait_for(lambda: a.messages("alice@a.test"), "the bounce")
     assert b"Status: 5.1.10" in bounce
 
 
@@ -157,7 +147,7 @@ def test_an_unreachable_domain_is_retried_and_the_queue_can_be_managed(
     assert cli("queue", "retry", entry.id) == "1 recipients due now\n"
     assert cli("queue", "delete", entry.id) == f"deleted {entry.id}\n"
     assert a.services.queue.entries() == []
-    assert inbox(a, "alice@a.test")() == []  # deleting is silent: no bounce
+    assert a.messages("alice@a.test") == []  # deleting is silent: no bounce
 
 
 def test_an_alias_forwards_with_a_rewritten_sender_and_bounces_find_their_way_back(
@@ -169,7 +159,7 @@ def test_an_alias_forwards_with_a_rewritten_sender_and_bounces_find_their_way_ba
         client.sendmail(
             "carol@c.broken.test", ["fwd@a.test"], b"From: carol@c.broken.test\r\n\r\nHi.\r\n"
         )
-    [received] = wait_for(inbox(b, "bob@b.test"), "the forwarded message")
+    [received] = wait_for(lambda: b.messages("bob@b.test"), "the forwarded message")
     return_path = received.split(b"\r\n")[0].decode()
     assert return_path.startswith("Return-Path: <SRS0=") and return_path.endswith(
         "=c.broken.test=carol@a.test>"
@@ -217,11 +207,11 @@ def test_queued_mail_survives_a_restart_and_is_sent_once(tmp_path: Path) -> None
             [entry] = a.services.queue.entries()
             assert "Connection refused" in entry.recipients[0].last_error
             a.services.queue.retry_now()
-            [received] = wait_for(inbox(b, "bob@b.test"), "the message")
+            [received] = wait_for(lambda: b.messages("bob@b.test"), "the message")
             assert b"Subject: persistent" in received
             wait_for(lambda: [] if a.services.queue.entries() else [b"empty"], "an empty queue")
         time.sleep(0.5)
-        assert len(inbox(b, "bob@b.test")()) == 1
+        assert len(b.messages("bob@b.test")) == 1
 
 
 def test_a_smarthost_takes_all_outgoing_mail_over_verified_tls_with_auth(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pcloud.testing import RunningServer
-from tests.transcript import Transcript
+from tests.smtp.sessions import mx, reply
 
 PASSWORD = "correct horse battery"
 STRANGER = "<bob@other.net>"
@@ -49,18 +49,6 @@ def stored(server: RunningServer) -> dict[str, int]:
         account = server.services.mail.account(user.address)
         counts[user.address] = sum(len(account.messages(box.name)) for box in account.mailboxes())
     return counts
-
-
-async def reply(session: Transcript, line: str) -> str:
-    """The server's one-line reply to `line`."""
-    return (await session.expect("", line))[-1]
-
-
-async def mx(server: RunningServer) -> Transcript:
-    session = await Transcript.open("127.0.0.1", server.port("smtp"))
-    await session.expect("220 ")
-    await session.expect("250 ", "EHLO sender.other.net")
-    return session
 
 
 @pytest.mark.parametrize(("sender", "recipient"), RELAY_TRICKS)

@@ -41,18 +41,13 @@ def send(server: RunningServer, sender: str, extra_headers: str = "") -> tuple[i
         return client.data(message.encode())
 
 
-def stored(server: RunningServer, mailbox: str) -> list[bytes]:
-    account = server.services.mail.account("alice@example.org")
-    return [account.message_file(mailbox, m.uid).read_bytes() for m in account.messages(mailbox)]
-
-
 def results_of(message: bytes) -> bytes:
     return message.split(b"Authentication-Results: ")[1].split(b"\r\n")[0]
 
 
 def test_a_sender_that_passes_is_delivered_with_its_results(server: RunningServer) -> None:
     assert send(server, "bob@good.test")[0] == 250
-    [message] = stored(server, "INBOX")
+    [message] = server.messages("alice@example.org", "INBOX")
     assert message.startswith(
         b"Return-Path: <bob@good.test>\r\nReceived: from mx.sender.test ([127.0.0.1])"
     )
@@ -65,19 +60,22 @@ def test_a_sender_that_passes_is_delivered_with_its_results(server: RunningServe
 def test_dmarc_reject_refuses_the_message(server: RunningServer) -> None:
     code, reply = send(server, "ceo@strict.test")
     assert code == 550 and reply.startswith(b"5.7.1")
-    assert stored(server, "INBOX") == [] and stored(server, "Junk") == []
+    assert (
+        server.messages("alice@example.org", "INBOX") == []
+        and server.messages("alice@example.org", "Junk") == []
+    )
 
 
 def test_dmarc_quarantine_files_it_under_junk(server: RunningServer) -> None:
     assert send(server, "news@careful.test")[0] == 250
-    assert stored(server, "INBOX") == []
-    [message] = stored(server, "Junk")
+    assert server.messages("alice@example.org", "INBOX") == []
+    [message] = server.messages("alice@example.org", "Junk")
     assert b"spf=fail" in results_of(message) and b"dmarc=fail" in results_of(message)
 
 
 def test_unknown_domains_are_delivered_as_none(server: RunningServer) -> None:
     assert send(server, "someone@unknown.test")[0] == 250
-    [message] = stored(server, "INBOX")
+    [message] = server.messages("alice@example.org", "INBOX")
     assert b"spf=none" in results_of(message) and b"dmarc=none" in results_of(message)
 
 
@@ -88,7 +86,7 @@ def test_a_forged_verdict_in_this_servers_name_is_removed(server: RunningServer)
         "Authentication-Results: other.example; spf=pass\r\n"
     )
     assert send(server, "someone@unknown.test", forged)[0] == 250
-    [message] = stored(server, "INBOX")
+    [message] = server.messages("alice@example.org", "INBOX")
     assert message.count(b"Authentication-Results: mail.example.org;") == 1
     assert b"dmarc=pass header.from=strict.test" not in message
     assert b"Authentication-Results: other.example; spf=pass" in message

@@ -30,11 +30,6 @@ def message(sender: str, to: str = "bob@example.org", subject: str = "Hi") -> Em
     return mail
 
 
-def inbox(server: RunningServer, address: str) -> list[bytes]:
-    account = server.services.mail.account(address)
-    return [account.message_file("INBOX", m.uid).read_bytes() for m in account.messages("INBOX")]
-
-
 @pytest.fixture
 def starttls(alice: RunningServer) -> Iterator[smtplib.SMTP]:
     with smtplib.SMTP("127.0.0.1", alice.port("submission"), timeout=10) as client:
@@ -64,7 +59,7 @@ def test_auth_plain_and_login_after_starttls(alice: RunningServer, starttls: smt
         other.ehlo("laptop")
         other.user, other.password = "alice@example.org", PASSWORD
         assert other.auth("LOGIN", other.auth_login)[0] == 235
-    [stored] = inbox(alice, "bob@example.org")
+    [stored] = alice.messages("bob@example.org")
     assert b"with ESMTPSA id " in stored and b"Subject: Hi" in stored
 
 
@@ -75,7 +70,7 @@ def test_implicit_tls_and_an_app_password(alice: RunningServer) -> None:
     ) as client:
         client.login("alice@example.org", secret)
         client.send_message(message("alice@example.org", subject="from the phone"))
-    assert b"Subject: from the phone" in inbox(alice, "bob@example.org")[0]
+    assert b"Subject: from the phone" in alice.messages("bob@example.org")[0]
 
 
 def test_a_wrong_password_is_refused(starttls: smtplib.SMTP) -> None:
@@ -109,7 +104,7 @@ def test_sending_as_someone_else_is_refused(
     assert starttls.rcpt("bob@example.org")[0] == 250
     code, reply = starttls.data(message(header).as_bytes())
     assert code == 553 and b"may not send as From:" in reply
-    assert inbox(alice, "bob@example.org") == []
+    assert alice.messages("bob@example.org") == []
 
 
 def test_an_alias_of_the_user_may_be_the_sender(
@@ -117,7 +112,7 @@ def test_an_alias_of_the_user_may_be_the_sender(
 ) -> None:
     starttls.login("alice@example.org", PASSWORD)
     starttls.send_message(message("Info <info@example.org>"), from_addr="info@example.org")
-    assert len(inbox(alice, "bob@example.org")) == 1
+    assert len(alice.messages("bob@example.org")) == 1
 
 
 def test_implicit_tls_needs_auth_too(alice: RunningServer) -> None:
