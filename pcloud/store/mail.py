@@ -333,18 +333,30 @@ class Account:
         flags: Iterable[str] = (),
         internal_date: float | None = None,
     ) -> Stored:
-        """Store a message (SMTP delivery, IMAP APPEND); on disk when this returns."""
+        """Store a message (SMTP delivery, IMAP APPEND); on disk when this returns.
+
+        The file is written and flushed outside the account's lock, so that concurrent
+        deliveries flush their files at the same time; only the index update is serialised."""
         flag_list = normalize_flags(flags)
+        headers = json.dumps(envelope_headers(message))
         with self._lock:
             row = self._mailbox_row(mailbox)
-            self._check_quota(len(message))
+            self._check_quota(len(message))  # refuse early; checked again below
             folder_path = self._folder_path(row["folder"])
-            file = maildir.write_message(folder_path, message)
+        file = maildir.write_message(folder_path, message)
+        with self._lock:
             try:
                 self._begin()
+                self._check_quota(len(message))
+                current = self._db.execute(
+                    "SELECT folder FROM mailboxes WHERE id = ?", (row["id"],)
+                ).fetchone()
+                if current is None:  # deleted meanwhile, and the file with it
+                    raise MailboxNotFound(f"no mailbox {mailbox}")
+                folder_path = self._folder_path(current[0])  # renamed meanwhile: moved along
                 uid, modseq = self._add_row(
                     row["id"], file, flag_list, int(internal_date or time.time()), len(message),
-                    json.dumps(envelope_headers(message)),
+                    headers,
                 )  # fmt: skip
                 self._db.execute("COMMIT")
             except BaseException:
