@@ -26,6 +26,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from pcloud.events import Events, Expunged, FlagsChanged, MailboxChanged, MessageAdded
@@ -56,6 +57,21 @@ from pcloud.store.sqlite import open_database
 log = logging.getLogger(__name__)
 
 
+@dataclass
+class _Delivery:
+    """A message whose file is on disk, waiting to be indexed (see Account.deliver)."""
+
+    mailbox_id: int
+    file: str
+    flags: tuple[str, ...]
+    internal_date: int
+    size: int
+    headers: str
+    folder_path: Path | None = None  # where the file is at commit time
+    result: tuple[int, int] | None = None  # UID and MODSEQ, once committed
+    error: BaseException | None = None
+
+
 class Account:
     """One account's mailboxes. Get it from `MailStore.account(address)`."""
 
@@ -67,6 +83,8 @@ class Account:
         self.events = events
         self.quota = quota  # bytes, 0 for none; asked at each change, so it applies at once
         self._lock = threading.Lock()
+        self._waiting_lock = threading.Lock()
+        self._waiting: list[_Delivery] = []
         maildir.create_folder(folder, "")
         self._db = open_database(folder / "index.sqlite3", MIGRATIONS)
         with self._lock:
@@ -335,37 +353,60 @@ class Account:
     ) -> Stored:
         """Store a message (SMTP delivery, IMAP APPEND); on disk when this returns.
 
-        The file is written and flushed outside the account's lock, so that concurrent
-        deliveries flush their files at the same time; only the index update is serialised."""
-        flag_list = normalize_flags(flags)
-        headers = json.dumps(envelope_headers(message))
+        Group commit: the file is written and flushed outside the account's lock, then waits
+        for the index. Whoever holds the lock next commits every waiting message with one
+        folder flush and one transaction, so concurrent deliveries share the cost of syncing."""
         with self._lock:
             row = self._mailbox_row(mailbox)
-            self._check_quota(len(message))  # refuse early; checked again below
+            self._check_quota(len(message))  # refuse early; checked again at commit
             folder_path = self._folder_path(row["folder"])
-        file = maildir.write_message(folder_path, message)
+        file = maildir.write_message(folder_path, message, flush_folder=False)
+        delivery = _Delivery(
+            row["id"], file, normalize_flags(flags), int(internal_date or time.time()),
+            len(message), json.dumps(envelope_headers(message)),
+        )  # fmt: skip
+        with self._waiting_lock:
+            self._waiting.append(delivery)
         with self._lock:
-            try:
-                self._begin()
-                self._check_quota(len(message))
-                current = self._db.execute(
-                    "SELECT folder FROM mailboxes WHERE id = ?", (row["id"],)
-                ).fetchone()
-                if current is None:  # deleted meanwhile, and the file with it
-                    raise MailboxNotFound(f"no mailbox {mailbox}")
-                folder_path = self._folder_path(current[0])  # renamed meanwhile: moved along
-                uid, modseq = self._add_row(
-                    row["id"], file, flag_list, int(internal_date or time.time()), len(message),
-                    headers,
-                )  # fmt: skip
-                self._db.execute("COMMIT")
-            except BaseException:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                (folder_path / "cur" / file).unlink(missing_ok=True)
-                raise
+            if delivery.result is None and delivery.error is None:
+                self._commit_waiting()
+        if delivery.error is not None:
+            (delivery.folder_path or folder_path).joinpath("cur", file).unlink(missing_ok=True)
+            raise delivery.error
+        assert delivery.result is not None
+        uid, modseq = delivery.result
         self.events.publish(MessageAdded(self.address, row["name"], uid, modseq))
         return Stored(row["name"], uid, row["uidvalidity"], modseq)
+
+    def _commit_waiting(self) -> None:
+        """Index every delivery waiting (the caller holds the lock)."""
+        with self._waiting_lock:
+            batch, self._waiting = self._waiting, []
+        folders = dict(self._db.execute("SELECT id, folder FROM mailboxes").fetchall())
+        try:
+            for folder in {folders[d.mailbox_id] for d in batch if d.mailbox_id in folders}:
+                fsync_folder(self._folder_path(folder) / "cur")
+            self._begin()
+            for delivery in batch:
+                if delivery.mailbox_id not in folders:  # deleted meanwhile, file and all
+                    delivery.error = MailboxNotFound("the mailbox was deleted")
+                    continue
+                delivery.folder_path = self._folder_path(folders[delivery.mailbox_id])
+                try:
+                    self._check_quota(delivery.size)
+                except QuotaExceeded as error:
+                    delivery.error = error
+                    continue
+                delivery.result = self._add_row(
+                    delivery.mailbox_id, delivery.file, delivery.flags, delivery.internal_date,
+                    delivery.size, delivery.headers,
+                )  # fmt: skip
+            self._db.execute("COMMIT")
+        except Exception as error:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            for delivery in batch:  # each delivery's own thread raises it
+                delivery.result, delivery.error = None, error
 
     def messages(self, mailbox: str) -> list[Message]:
         with self._lock:

@@ -63,8 +63,9 @@ def unique_name(size: int) -> str:
     return f"{seconds}.M{micro}P{os.getpid()}Q{next(_counter)}.{host},S={size}"
 
 
-def write_message(folder_path: Path, message: bytes) -> str:
-    """Write a message durably into cur/; returns its file name there."""
+def write_message(folder_path: Path, message: bytes, *, flush_folder: bool = True) -> str:
+    """Write a message durably into cur/; returns its file name there. With flush_folder
+    False the caller flushes cur/ itself (once for several messages)."""
     name = unique_name(len(message))
     temporary = folder_path / "tmp" / name
     descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -77,7 +78,8 @@ def write_message(folder_path: Path, message: bytes) -> str:
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
-    fsync_folder(folder_path / "cur")
+    if flush_folder:
+        fsync_folder(folder_path / "cur")
     return name
 
 

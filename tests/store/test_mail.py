@@ -237,3 +237,26 @@ async def test_changes_are_published_after_commit(store: Store, account: Account
 def test_files_are_private(account: Account) -> None:
     account.deliver(message())
     assert os.stat(account.folder / "index.sqlite3").st_mode & 0o077 == 0
+
+
+def test_concurrent_deliveries_never_exceed_the_quota(store: Store, account: Account) -> None:
+    size = len(message("q00"))
+    store.quota = size * 10
+    outcomes: list[str] = []
+
+    def deliver(thread: int) -> None:
+        for n in range(5):
+            try:
+                account.deliver(message(f"q{thread}{n}"))
+                outcomes.append("stored")
+            except QuotaExceeded:
+                outcomes.append("refused")
+
+    threads = [threading.Thread(target=deliver, args=(t,)) for t in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert outcomes.count("stored") == 10 and outcomes.count("refused") == 20
+    assert len(cur_files(account)) == 10  # no file left behind by a refused message
+    assert account.usage() == (size * 10, 10)
