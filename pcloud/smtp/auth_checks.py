@@ -46,7 +46,7 @@ def check(message: bytes, *, authserv_id: str, ip: str, mail_from: str, helo: st
     else:  # authheaders would say "fail" for a message that is simply not signed
         dkim = DKIMAuthenticationResult(result="none")
     try:
-        dmarc = authheaders.check_dmarc(message, spf, dkim)
+        dmarc = authheaders.check_dmarc(header_block(message), spf, dkim)  # From: is enough
     except Exception as error:  # a broken DMARC record must not stop delivery
         log.info("dmarc check failed error=%r", error)
         dmarc = None
