@@ -163,6 +163,11 @@ class ServerSection:
         "chooses. `pcloud serve --ports` overrides it.",
     )
 
+    @property
+    def mail_host(self) -> str:
+        """The name this server gives itself in SMTP (banner, Received, bounces)."""
+        return f"mail.{self.domain}"
+
 
 @dataclass(frozen=True)
 class TlsSection:
@@ -241,7 +246,8 @@ class SmtpSection:
         "",
         HostPort('"host:port", or "" to deliver directly'),
         "Send all outgoing mail through this server (a provider's, for connections whose "
-        "port 25 is blocked); it must offer STARTTLS with a valid certificate.",
+        "port 25 is blocked), with a verified certificate: STARTTLS, or TLS from the start "
+        "on port 465. The default port is 587.",
     )
     smarthost_login: str = option("", Text("a string"), "Login at the smarthost, if it asks.")
     smarthost_password: str = option(
@@ -255,7 +261,7 @@ class SmtpSection:
     dns_server: str = option(
         "",
         HostPort('"ip" or "ip:port", or "" for the system\'s resolver'),
-        "DNS server for MX and A/AAAA lookups.",
+        "DNS server for every lookup: MX and addresses of other servers, SPF, DKIM, DMARC.",
     )
 
 

@@ -7,14 +7,22 @@ import sys
 import time
 
 
+def _escape(text: str) -> str:
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 class _Formatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        """One line per event, whatever a client managed to put in it (control characters,
-        line breaks, terminal escapes are written as escapes)."""
-        text = super().format(record)
-        if record.exc_info:  # a traceback keeps its lines
-            return text
-        return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+        """One line per event, whatever a client managed to put in it: control characters,
+        line breaks and terminal escapes in the message are written as escapes. A traceback
+        keeps its lines, each escaped the same way."""
+        record.message = _escape(record.getMessage())
+        record.asctime = self.formatTime(record)
+        text = self.formatMessage(record)
+        if record.exc_info:
+            trace = self.formatException(record.exc_info)
+            text += "\n" + "\n".join(_escape(line) for line in trace.splitlines())
+        return text
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))

@@ -64,6 +64,7 @@ def data_dir_of(arguments: argparse.Namespace) -> Path:
     if os.geteuid() == 0 and data_dir.exists():
         owner = data_dir.stat()
         if owner.st_uid != 0:
+            os.setgroups([])  # root's supplementary groups go too
             os.setgid(owner.st_gid)
             os.setuid(owner.st_uid)
     return data_dir

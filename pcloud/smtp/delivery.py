@@ -1,7 +1,8 @@
 """What every SMTP listener does with recipients and messages: resolve, check, deliver.
 
 `Handler` holds the aiosmtpd hooks the inbound MX and submission share; each of them narrows
-who may send (see inbound.py, submission.py).
+who may send (see inbound.py, submission.py). Everything that touches SQLite or files runs in
+worker threads: the event loop only talks.
 """
 
 from __future__ import annotations
@@ -14,15 +15,15 @@ import ssl
 from dataclasses import dataclass, field
 from typing import Any
 
-import srslib  # type: ignore[import-untyped]  # no type hints shipped
 from aiosmtpd.smtp import SMTP, Envelope, Session, TLSSetupException
 
 from pcloud.directory import InvalidValue
 from pcloud.directory.addresses import AddressError, domain_of, normalize_address
 from pcloud.services import Services
 from pcloud.smtp import auth_checks
-from pcloud.smtp.signing import sign
-from pcloud.store.mail_values import NoSuchAccount, QuotaExceeded
+from pcloud.smtp.bounce import return_to_sender
+from pcloud.smtp.recipients import Recipients
+from pcloud.store.mail_values import MailStoreError, QuotaExceeded
 from pcloud.store.maildir import INBOX
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,11 @@ def peer_address(session: Session) -> str:
     return str(peer[0]) if isinstance(peer, tuple) else str(peer)
 
 
+def envelope_sender(envelope: Envelope) -> str:
+    """The reverse-path, "" for the null sender of bounces (aiosmtpd hands that in as "<>")."""
+    return "" if envelope.mail_from in (None, "<>") else str(envelope.mail_from)
+
+
 class Handler:
     """aiosmtpd hooks (RFC 5321 §3.3) shared by the MX and submission listeners."""
 
@@ -59,9 +65,7 @@ class Handler:
     def __init__(self, services: Services) -> None:
         self.services = services
         self.directory = services.directory
-        # Forwarded mail leaves with its sender rewritten (SRS), so that the next server's SPF
-        # check sees this server's domain; bounces to such an address go back to the sender.
-        self.srs = srslib.SRS(services.srs_secret)
+        self.recipients = Recipients(services.directory, services.srs_secret)
 
     # RFC 5321 §4.1.1.1 (EHLO), with RFC 2920 PIPELINING and RFC 2034 ENHANCEDSTATUSCODES.
     async def handle_EHLO(
@@ -83,39 +87,22 @@ class Handler:
             log.error("smtp session failed", exc_info=error)
         return "451 4.3.0 Local error; please try again later"
 
-    def resolve(self, address: str) -> list[str] | None:
-        """The final addresses for a recipient, None when nothing here takes it (InvalidValue
-        when it is no plain address). A bare
-        `postmaster` is the main domain's; every hosted domain's postmaster reaches an
-        administrator even without an alias (RFC 5321 §4.5.1)."""
-        if "@" not in address and address.lower() == "postmaster":
-            address = f"postmaster@{self.directory.default_domain}"
-        local, _, domain = address.rpartition("@")
-        hosted = domain.lower() in self.directory.domains()
-        if hosted and srslib.SRS.is_srs_address(address):
-            try:
-                return [self.srs.reverse(address)]
-            except srslib.Error:
-                return None
-        targets = self.directory.resolve(address)
-        if targets is None and hosted and local.lower() == "postmaster":
-            admins = [user.address for user in self.directory.users() if user.is_admin]
-            return admins[:1] or None
-        return targets
-
     # RFC 5321 §4.1.1.3
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
         if len(envelope.rcpt_tos) >= self.services.config.smtp.max_recipients:
             return "452 4.5.3 Too many recipients"
+        if envelope_sender(envelope) and self.recipients.is_srs(address):
+            # Only bounces go back through a rewritten sender address; anything else would
+            # let strangers send through this server to whoever once wrote to an alias.
+            return "550 5.7.1 This address takes delivery status notifications only"
         try:
-            targets = await asyncio.to_thread(self.resolve, address)
+            targets = await asyncio.to_thread(self.recipients.resolve, address)
         except InvalidValue:
             return "553 5.1.3 Recipient address not accepted here"
         if targets is None:
             return await self.unknown_recipient(session, envelope, address)
-        route = routing(envelope)
         hosted = await asyncio.to_thread(self.directory.domains)
         local = [t for t in targets if domain_of(t) in hosted]
         remote = [t for t in targets if t not in local]
@@ -124,6 +111,7 @@ class Handler:
             if not await asyncio.to_thread(self._has_room, account, size):
                 log.info("smtp recipient full rcpt=%s", address)
                 return f"452 4.2.2 Mailbox of {address} is full"
+        route = routing(envelope)
         route.local.update(local)
         route.remote.update(remote)
         envelope.rcpt_tos.append(address)
@@ -136,7 +124,7 @@ class Handler:
             normalized = normalize_address(address)
         except AddressError:
             return "553 5.1.3 Recipient address not accepted here"
-        if domain_of(normalized) in self.directory.domains():
+        if await asyncio.to_thread(self.recipients.hosted, normalized):
             return "550 5.1.1 No such user here"
         if not self.may_send_elsewhere(session):
             log.info("smtp relay refused remote=%s rcpt=%s", peer_address(session), address)
@@ -149,12 +137,11 @@ class Handler:
         """The MX takes mail for hosted addresses only: it is never a relay."""
         return False
 
-    def outgoing_sender(self, session: Session, sender: str) -> str:
-        """The envelope sender for copies that leave for other servers: someone else's mail
-        that an alias forwards gets an SRS address of this server's main domain."""
-        if not sender:
-            return sender  # a bounce stays a bounce
-        return str(self.srs.forward(sender, self.directory.default_domain))
+    def outgoing(self, sender: str, message: bytes) -> tuple[str, bytes]:
+        """The envelope sender and message for copies that leave for other servers: mail that
+        an alias forwards keeps its content (it is someone else's, so it is not signed here)
+        and gets an SRS sender. Blocking."""
+        return self.recipients.forwarding_sender(sender), message
 
     def _has_room(self, account: str, size: int) -> bool:
         user = self.directory.user(account)
@@ -163,9 +150,33 @@ class Handler:
         used, _ = self.services.mail.account(account).usage()
         return used + max(size, 1) <= user.quota_bytes
 
+    def _store(
+        self, accounts: set[str], message: bytes, junk: bool
+    ) -> tuple[list[str], dict[str, tuple[str, str]]]:
+        """Deliver to each account; returns those that have it and, for the others, the
+        enhanced status code and reply. Blocking."""
+        stored, failed = [], {}
+        for address in sorted(accounts):
+            try:
+                account = self.services.mail.account(address)
+                mailbox = account.special_mailbox("\\Junk") if junk else INBOX
+                result = account.deliver(message, mailbox=mailbox)
+            except QuotaExceeded:
+                failed[address] = ("5.2.2", "552 5.2.2 Mailbox full")
+                continue
+            except MailStoreError as error:
+                log.warning("smtp delivery failed to=%s error=%s", address, error)
+                failed[address] = ("4.2.0", "450 4.2.0 Mailbox unavailable")
+                continue
+            stored.append(address)
+            log.info("smtp delivered to=%s mailbox=%s uid=%d size=%d",
+                     address, mailbox, result.uid, len(message))  # fmt: skip
+        return stored, failed
+
     # RFC 5321 §4.1.1.4
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         content = envelope.original_content or b""
+        sender = envelope_sender(envelope)
         junk = False
         if self.checks_senders:
             verdict = await asyncio.to_thread(
@@ -173,50 +184,38 @@ class Handler:
                 content,
                 authserv_id=server.hostname,
                 ip=peer_address(session),
-                mail_from=envelope.mail_from or "",
+                mail_from=sender,
                 helo=session.host_name or "",
             )
             log.info("smtp sender checks from=%s result=%s",
-                     envelope.mail_from, verdict.header.decode().strip())  # fmt: skip
+                     sender, verdict.header.decode().strip())  # fmt: skip
             if verdict.policy == "reject":
                 return "550 5.7.1 Rejected: the sender's domain asks for it (DMARC)"
             junk = verdict.policy == "quarantine"
             content = verdict.header + auth_checks.without_forged_results(content, server.hostname)
         message = self.received_header(server, session, envelope).encode() + content
-        sender = "" if envelope.mail_from in (None, "<>") else envelope.mail_from  # <>: a bounce
         route = routing(envelope)
-        try:
-            # RFC 5321 §4.4: final delivery records the envelope sender.
-            delivered = f"Return-Path: <{sender}>\r\n".encode() + message
-            for address in sorted(route.local):
-                account = self.services.mail.account(address)
-                mailbox = account.special_mailbox("\\Junk") if junk else INBOX
-                stored = await asyncio.to_thread(account.deliver, delivered, mailbox=mailbox)
-                log.info(
-                    "smtp delivered from=%s to=%s mailbox=%s uid=%d size=%d remote=%s",
-                    envelope.mail_from, address, mailbox, stored.uid, len(message),
-                    peer_address(session),
-                )  # fmt: skip
-            if route.remote:
-                outgoing = await asyncio.to_thread(sign, message, self.services.dkim)
-                await asyncio.to_thread(
-                    self.services.queue.enqueue,
-                    self.outgoing_sender(session, sender),
-                    sorted(route.remote),
-                    outgoing,
-                )
-        except QuotaExceeded:
-            return "552 5.2.2 Mailbox full"
-        except NoSuchAccount:
-            return "450 4.2.0 Mailbox unavailable; try again later"
+        # Copies for other servers are queued first: if that fails, nothing was delivered
+        # anywhere and the sender may simply try again.
+        if route.remote:
+            outgoing_sender, outgoing = await asyncio.to_thread(self.outgoing, sender, message)
+            await asyncio.to_thread(
+                self.services.queue.enqueue, outgoing_sender, sorted(route.remote), outgoing
+            )
+        # RFC 5321 §4.4: final delivery records the envelope sender.
+        delivered = f"Return-Path: <{sender}>\r\n".encode() + message
+        stored, failed = await asyncio.to_thread(self._store, route.local, delivered, junk)
+        if failed and not stored and not route.remote:
+            return next(iter(failed.values()))[1]
+        if failed:  # some recipients have it: the reply must be 250, the rest is bounced
+            await return_to_sender(self.services, self.recipients, sender, failed, content)
         return "250 2.0.0 Message accepted for delivery"
 
     def received_header(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         """RFC 5321 §4.4 trace header."""
         with_ = self.protocol
-        implicit_tls = server.transport is not None and server.transport.get_extra_info(
-            "sslcontext"
-        )
+        transport = server.transport
+        implicit_tls = transport is not None and transport.get_extra_info("sslcontext")
         if session.ssl is not None or implicit_tls:
             with_ += "S"
         if session.authenticated:

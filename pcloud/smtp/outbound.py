@@ -28,7 +28,8 @@ import dns.resolver
 from pcloud.config import SmtpSection, split_host_port
 from pcloud.directory.addresses import domain_of
 from pcloud.services import Services
-from pcloud.smtp.bounce import failure_report
+from pcloud.smtp.bounce import return_to_sender
+from pcloud.smtp.recipients import Recipients
 from pcloud.store.queue import Queued
 
 log = logging.getLogger(__name__)
@@ -100,7 +101,7 @@ def send(
     for host, port in hosts:
         try:
             return _send_to_host(settings, local_hostname, host, port, sender, recipients, message)
-        except (OSError, smtplib.SMTPException) as error:
+        except (OSError, smtplib.SMTPException, UnicodeError) as error:
             last_error = f"{host}:{port}: {error}"
             log.info("outbound host failed host=%s port=%d error=%s", host, port, error)
     return {r: Outcome("deferred", "4.4.1", last_error) for r in recipients}
@@ -122,7 +123,7 @@ def _send_to_host(
         if implicit_tls
         else smtplib.SMTP(host, port, local_hostname, timeout=CONNECT_TIMEOUT)
     )  # fmt: skip
-    with client:
+    try:
         client.ehlo()
         if not implicit_tls and (client.has_extn("starttls") or settings.smarthost):
             context = ssl.create_default_context()
@@ -133,36 +134,54 @@ def _send_to_host(
             client.ehlo()
         if settings.smarthost and settings.smarthost_login:
             client.login(settings.smarthost_login, settings.smarthost_password)
-        size = [f"SIZE={len(message)}"] if client.has_extn("size") else []
-        code, reply = client.mail(sender, size)
-        if code >= 300:
-            outcome = Outcome.from_reply(code, reply)
-            return dict.fromkeys(recipients, outcome)
-        outcomes = {}
-        for recipient in recipients:
-            code, reply = client.rcpt(recipient)
-            outcomes[recipient] = Outcome.from_reply(code, reply)
-        accepted = [r for r, o in outcomes.items() if o.kind == "sent"]
-        if accepted:
-            code, reply = client.data(message)
-            outcomes.update(dict.fromkeys(accepted, Outcome.from_reply(code, reply)))
-        return outcomes
+        return _transaction(client, sender, recipients, message)
+    finally:
+        # After the other server's 250 the message is theirs: a failed QUIT changes nothing.
+        try:
+            client.quit()
+        except (OSError, smtplib.SMTPException):
+            client.close()
 
 
-async def deliver(services: Services, queued: Queued) -> None:
+def _transaction(
+    client: smtplib.SMTP, sender: str, recipients: list[str], message: bytes
+) -> dict[str, Outcome]:
+    """MAIL, RCPT for each, DATA (RFC 5321 §3.3); SMTPUTF8 (RFC 6531) when an address needs it."""
+    options = [f"SIZE={len(message)}"] if client.has_extn("size") else []
+    if not all(address.isascii() for address in (sender, *recipients)):
+        if not client.has_extn("smtputf8"):
+            refused = Outcome("failed", "5.6.7", "the receiving server cannot take this address")
+            return dict.fromkeys(recipients, refused)
+        options.append("SMTPUTF8")
+    code, reply = client.mail(sender, options)
+    if code >= 300:
+        return dict.fromkeys(recipients, Outcome.from_reply(code, reply))
+    outcomes = {}
+    for recipient in recipients:
+        code, reply = client.rcpt(recipient)
+        outcomes[recipient] = Outcome.from_reply(code, reply)
+    accepted = [r for r, o in outcomes.items() if o.kind == "sent"]
+    if accepted:
+        code, reply = client.data(message)
+        outcomes.update(dict.fromkeys(accepted, Outcome.from_reply(code, reply)))
+    return outcomes
+
+
+async def deliver(services: Services, recipients: Recipients, queued: Queued) -> None:
     """One attempt at every due recipient of a queued message."""
     queue = services.queue
     settings = services.config.smtp
-    local_hostname = f"mail.{services.config.server.domain}"
-    message = await asyncio.to_thread(queue.message_file(queued.id).read_bytes)
+    message = await asyncio.to_thread(queue.read, queued.id)
+    if message is None:  # deleted meanwhile (`pcloud queue delete`)
+        return
     by_domain: dict[str, list[str]] = defaultdict(list)
     for recipient in queued.recipients:
         by_domain[domain_of(recipient.address)].append(recipient.address)
     expired = time.time() - queued.created > settings.queue_lifetime_hours * 3600
     failures: dict[str, tuple[str, str]] = {}
-    for recipients in by_domain.values():
+    for addresses in by_domain.values():
         outcomes = await asyncio.to_thread(
-            send, settings, local_hostname, queued.sender, recipients, message
+            send, settings, services.config.server.mail_host, queued.sender, addresses, message
         )
         for address, outcome in outcomes.items():
             log.info("outbound id=%s to=%s result=%s reply=%s",
@@ -174,27 +193,9 @@ async def deliver(services: Services, queued: Queued) -> None:
             else:
                 await asyncio.to_thread(queue.defer, queued.id, address, outcome.reply)
     if failures:
-        await return_to_sender(services, queued.sender, failures, message)
+        await return_to_sender(services, recipients, queued.sender, failures, message)
         for address in failures:
             await asyncio.to_thread(queue.done, queued.id, address)
-
-
-async def return_to_sender(
-    services: Services, sender: str, failures: dict[str, tuple[str, str]], message: bytes
-) -> None:
-    """Bounce: into the sender's mailbox when they are here, else queued to them from <>."""
-    if not sender:
-        log.warning("bounce dropped: the failed message was itself a bounce")
-        return
-    report = failure_report(f"mail.{services.config.server.domain}", sender, failures, message)
-    targets = await asyncio.to_thread(services.directory.resolve, sender)
-    hosted = domain_of(sender) in services.directory.domains()
-    if hosted and targets:
-        for account in targets:
-            await asyncio.to_thread(services.mail.account(account).deliver, report)
-    elif not hosted:
-        await asyncio.to_thread(services.queue.enqueue, "", [sender], report)
-    log.info("bounce sent to=%s recipients=%s", sender, ",".join(sorted(failures)))
 
 
 async def run(services: Services) -> None:
@@ -207,11 +208,12 @@ async def run(services: Services) -> None:
         loop.call_soon_threadsafe(wake.set)
 
     queue.on_enqueue = wake_up
+    recipients = Recipients(services.directory, services.srs_secret)
     while True:
         wake.clear()
         for queued in await asyncio.to_thread(queue.due, time.time()):
             try:
-                await deliver(services, queued)
+                await deliver(services, recipients, queued)
             except Exception:
                 log.exception("outbound delivery failed id=%s", queued.id)
                 for recipient in queued.recipients:  # not again at once: wait like any failure

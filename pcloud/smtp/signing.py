@@ -17,13 +17,14 @@ SIGNED_HEADERS = (
 )  # fmt: skip
 
 
-def sign(message: bytes, keys: DkimKeys) -> bytes:
-    """The message with a DKIM-Signature for its From: domain, when that domain has a key."""
+def sign(message: bytes, keys: DkimKeys, hosted: list[str]) -> bytes:
+    """The message with a DKIM-Signature for its From: domain, when that domain is hosted."""
     headers = email.message_from_bytes(header_block(message))
     senders = email.utils.getaddresses(headers.get_all("from", []))
     if len(senders) != 1 or "@" not in senders[0][1]:
         return message
-    key = keys.get(domain_of(senders[0][1]).lower())
+    domain = domain_of(senders[0][1]).lower()
+    key = keys.get(domain) if domain in hosted else None
     if key is None:
         return message
     signature: bytes = dkim.sign(

@@ -21,6 +21,7 @@ from pcloud.listeners import Stop
 from pcloud.services import Services
 from pcloud.smtp.delivery import Handler, peer_address
 from pcloud.smtp.server import serve_smtp
+from pcloud.smtp.signing import sign
 from pcloud.store.index import header_block
 
 log = logging.getLogger(__name__)
@@ -78,12 +79,13 @@ class SubmissionHandler(Handler):
     def may_send_elsewhere(self, session: Session) -> bool:
         return bool(session.authenticated)
 
-    def outgoing_sender(self, session: Session, sender: str) -> str:
-        return sender  # the user's own address: SPF passes as it is
+    def outgoing(self, sender: str, message: bytes) -> tuple[str, bytes]:
+        """The user's own mail (sender and From: checked): it leaves as it is, DKIM-signed."""
+        return sender, sign(message, self.services.dkim, self.directory.domains())
 
     def owns(self, principal: Principal, address: str) -> bool:
         try:
-            targets = self.resolve(address)
+            targets = self.recipients.resolve(address)
         except InvalidValue:
             return False
         return targets is not None and principal.address in targets

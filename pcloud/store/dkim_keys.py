@@ -15,6 +15,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from pcloud.config import is_domain_name
 from pcloud.store.durable import write_atomically
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,8 @@ class DkimKeys:
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
 
     def _path(self, domain: str) -> Path:
+        if not is_domain_name(domain):  # a name from a message must never become a path
+            raise ValueError(f"not a domain name: {domain!r}")
         return self.folder / f"{domain}.pem"
 
     def get(self, domain: str) -> DkimKey | None:

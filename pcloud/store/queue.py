@@ -6,13 +6,16 @@ On-disk layout (`<data>/queue/`):
     messages/<id>      the message itself, written and flushed before its rows are committed
 
 A message is acknowledged only once both are on disk; its file is removed after its last
-recipient is done (delivered, or returned to the sender), so a restart resumes where it was,
-and nothing is sent twice unless a crash came between the other server's 250 and the commit.
+recipient is done (delivered, or returned to the sender), so a restart resumes where it was.
+A message is sent twice only when the server stops between the other server's 250 and the
+commit that records it (a crash, or a stop that cannot wait for a slow remote server).
+Files without rows (a crash before the commit: never acknowledged) are removed at open.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 import sqlite3
 import threading
@@ -47,6 +50,8 @@ MIGRATIONS: tuple[str, ...] = (
     """,
 )
 
+_ID = re.compile(r"^\d+-[0-9a-f]{16}$")
+
 # Waits between attempts: 5 minutes, doubling, at most 4 hours (RFC 5321 §4.5.4.1 asks for
 # at least 30 minutes in general; the first retries come sooner because most failures are
 # short greylisting).
@@ -79,13 +84,31 @@ class QueueStore:
         self.on_enqueue = on_enqueue  # the delivery worker's wake-up call
         self._lock = threading.Lock()
         self._db = open_database(folder / "queue.sqlite3", MIGRATIONS)
+        self._remove_unqueued_files()
+
+    def _remove_unqueued_files(self) -> None:
+        """Files left by a crash before their rows were committed: never acknowledged."""
+        queued = {row[0] for row in self._db.execute("SELECT id FROM messages")}
+        for path in self.messages_folder.iterdir():
+            if path.name not in queued:
+                log.warning("queue: removing a file that was never queued file=%s", path.name)
+                path.unlink()
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
 
     def message_file(self, message_id: str) -> Path:
+        if not _ID.match(message_id):  # ids come from the command line too: no paths
+            raise ValueError(f"not a queue id: {message_id!r}")
         return self.messages_folder / message_id
+
+    def read(self, message_id: str) -> bytes | None:
+        """The queued message, None when it is no longer queued."""
+        try:
+            return self.message_file(message_id).read_bytes()
+        except FileNotFoundError:
+            return None
 
     def enqueue(self, sender: str, recipients: list[str], message: bytes) -> str:
         """Queue a message; on disk when this returns."""
@@ -155,17 +178,13 @@ class QueueStore:
                 fsync_folder(self.messages_folder)
 
     def defer(self, message_id: str, address: str, error: str) -> None:
-        """Try again later, each time waiting twice as long."""
+        """Try again later, each time waiting twice as long (nothing if it is gone)."""
         with self._lock:
-            (attempts,) = self._db.execute(
-                "SELECT attempts FROM recipients WHERE message_id = ? AND address = ?",
-                (message_id, address),
-            ).fetchone()
-            wait = min(FIRST_RETRY * 2**attempts, LONGEST_RETRY)
             self._db.execute(
-                "UPDATE recipients SET attempts = attempts + 1, next_attempt = ?, last_error = ?"
+                "UPDATE recipients SET attempts = attempts + 1, last_error = ?,"
+                " next_attempt = ? + min(?, ? << min(attempts, 20))"
                 " WHERE message_id = ? AND address = ?",
-                (int(time.time()) + wait, error, message_id, address),
+                (error, int(time.time()), LONGEST_RETRY, FIRST_RETRY, message_id, address),
             )
 
     def retry_now(self, message_id: str | None = None) -> int:
@@ -182,9 +201,12 @@ class QueueStore:
         return cursor.rowcount
 
     def delete(self, message_id: str) -> bool:
+        if not _ID.match(message_id):
+            return False
         with self._lock:
             deleted = self._db.execute("DELETE FROM messages WHERE id = ?", (message_id,)).rowcount
-        self.message_file(message_id).unlink(missing_ok=True)
+        if deleted:
+            self.message_file(message_id).unlink(missing_ok=True)
         return bool(deleted)
 
     def _rows(self, sql: str, *args: object) -> list[sqlite3.Row]:

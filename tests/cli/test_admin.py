@@ -197,3 +197,10 @@ def test_root_acts_as_the_owner_of_the_data_folder(tmp_path: Path) -> None:
         assert "directory.sqlite3" in owners and "server.key" in owners
     finally:
         shutil.rmtree(parent)
+
+
+def test_queue_ids_are_not_paths(cli: Cli) -> None:
+    directory = cli.data / "directory.sqlite3"
+    assert cli("queue", "delete", "../directory.sqlite3") == 1
+    assert "no queued message" in cli.err
+    assert directory.exists()

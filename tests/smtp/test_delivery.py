@@ -111,3 +111,21 @@ def test_a_full_mailbox_is_refused_at_rcpt_and_an_oversized_message_at_data(
         )
     [stored] = server.messages("alice@example.org")
     assert b"Subject: fits" in stored
+
+
+def test_a_recipient_that_cannot_take_it_is_bounced_while_the_others_get_it(
+    server: RunningServer,
+) -> None:
+    server.add_user("alice@example.org", PASSWORD, quota_bytes=1_000)
+    server.add_user("carol@example.org", PASSWORD)
+    with mx(server) as client:
+        client.ehlo("sender.example.net")
+        client.mail("bob@example.net")  # no SIZE: alice looks as if she had room
+        assert client.rcpt("alice@example.org")[0] == 250
+        assert client.rcpt("carol@example.org")[0] == 250
+        code, _ = client.data(message("both", size=2_000).as_bytes(policy=email.policy.SMTP))
+        assert code == 250  # carol has it: the reply cannot be a failure
+    assert server.messages("alice@example.org") == []
+    assert len(server.messages("carol@example.org")) == 1
+    [bounce] = server.services.queue.entries()
+    assert bounce.sender == "" and [r.address for r in bounce.recipients] == ["bob@example.net"]

@@ -18,6 +18,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword
 
 from pcloud.cli import Context, run
+from pcloud.smtp.recipients import Recipients
 from pcloud.testing import RunningServer, running_server
 
 PASSWORD = "correct horse battery"
@@ -262,3 +263,43 @@ def test_a_smarthost_takes_all_outgoing_mail_over_verified_tls_with_auth(
     [(sender, recipients, content)] = received
     assert (sender, recipients) == ("alice@a.test", ["friend@anywhere.test"])
     assert b"Subject: via the provider" in content and b"DKIM-Signature:" in content
+
+
+def test_forwarded_mail_is_not_signed_and_its_failures_go_back_to_the_sender(
+    servers: tuple[RunningServer, RunningServer],
+) -> None:
+    a, b = servers
+    a.services.directory.add_alias("fwd@a.test", ["bob@b.test"])
+    a.services.directory.add_alias("lost@a.test", ["nobody@b.test"])
+    del a.dns_records[("_dmarc.a.test", "TXT")]  # else DMARC already refuses the forgery
+    with smtplib.SMTP("127.0.0.1", a.port("smtp"), timeout=10) as client:
+        # A stranger claims to be a.test's CEO: forwarded as it is, never signed by a.test.
+        client.sendmail("x@c.broken.test", ["fwd@a.test"], b"From: ceo@a.test\r\n\r\nPay.\r\n")
+        client.sendmail(
+            "carol@c.broken.test", ["lost@a.test"], b"From: carol@c.broken.test\r\n\r\nHi.\r\n"
+        )
+    [received] = wait_for(lambda: b.messages("bob@b.test"), "the forwarded message")
+    assert b"DKIM-Signature" not in received
+    # b refuses nobody@b.test: the bounce goes to carol, through the SRS address it was sent as.
+    deadline = time.monotonic() + 30
+    while not any(q.sender == "" for q in a.services.queue.entries()):
+        assert time.monotonic() < deadline, a.services.queue.entries()
+        time.sleep(0.1)
+    [bounce] = [q for q in a.services.queue.entries() if q.sender == ""]
+    assert [r.address for r in bounce.recipients] == ["carol@c.broken.test"]
+
+
+def test_only_bounces_may_use_a_rewritten_sender_address(
+    servers: tuple[RunningServer, RunningServer],
+) -> None:
+    a, _ = servers
+    srs_address = Recipients(a.services.directory, a.services.srs_secret).forwarding_sender(
+        "carol@c.broken.test"
+    )
+    with smtplib.SMTP("127.0.0.1", a.port("smtp"), timeout=10) as client:
+        client.ehlo("spammer.test")
+        client.mail("spam@spammer.test")
+        assert client.rcpt(srs_address)[0] == 550
+        client.rset()
+        client.mail("")
+        assert client.rcpt(srs_address)[0] == 250
