@@ -134,12 +134,7 @@ def open_services(
         directory.add_user(first_start.admin_address, first_start.admin_password, is_admin=True)
     tls = Tls(data_dir / "tls", settings.tls, directory.domains())
     events = Events()
-
-    def quota_of(address: str) -> int | None:
-        user = directory.user(address)
-        return None if user is None else user.quota_bytes
-
-    mail = MailStore(data_dir / "mail", quota_of, events)
+    mail = MailStore(data_dir / "mail", directory.user, events)
     queue = QueueStore(data_dir / "queue")
     dkim = DkimKeys(data_dir / "dkim")
     for hosted in directory.domains():

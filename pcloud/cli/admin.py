@@ -22,8 +22,10 @@ from pcloud import dns_records
 from pcloud.cli import CommandError, Context, UsageError, data_dir_of
 from pcloud.directory import Directory
 from pcloud.directory.passwords import generate_password
+from pcloud.events import Events
 from pcloud.services import load_config, open_directory
 from pcloud.store.dkim_keys import DkimKeys
+from pcloud.store.mail import MailStore
 from pcloud.store.queue import QueueStore
 from pcloud.supervisor import notify_running_server
 
@@ -183,9 +185,17 @@ def cmd_user_passwd(context: Context, arguments: argparse.Namespace) -> int:
 def cmd_user_del(context: Context, arguments: argparse.Namespace) -> int:
     with _directory(arguments) as directory:
         aliases = directory.delete_user(arguments.address)
+        # Kept, but out of reach: a new user of the same address starts with no mail.
+        store = MailStore(data_dir_of(arguments) / "mail", directory.user, Events())
+        try:
+            retired = store.retire(arguments.address)
+        finally:
+            store.close()
     context.say(f"deleted {arguments.address}")
     for alias in aliases:
         context.say(f"  no longer a target of alias {alias}")
+    if retired is not None:
+        context.say(f"  their mail is kept in {retired}")
     return 0
 
 

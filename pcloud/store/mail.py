@@ -2,22 +2,32 @@
 
 SMTP delivery, IMAP, JMAP and the web panel all deliver, append, copy, move, flag and expunge
 through `Account`; each change is committed (files flushed, index committed) before it returns
-and before its event is published. Layout: see maildir.py and index.py.
+and before its event is published.
+
+Layout: `<data>/mail/<address>/` is an account (see maildir.py and index.py); a deleted user's
+mail is moved to `<data>/mail/.retired/<address>.<unix time>/`, so a new user of the same
+address starts empty.
 
 Invariants:
-- A message in the index has its complete file in cur/. Files are written and flushed first;
-  the index row is committed after. Expunged files are first moved to tmp/, the index is
-  committed, then the files are removed: an expunged message never comes back.
+- A message in the index has its complete file in cur/, and a file enters cur/ only in the
+  transaction that indexes it: a delivered file is written and flushed in tmp/, and moved to
+  cur/ (cur/ flushed) just before its row is committed. Expunged files are first moved to tmp/,
+  the index is committed, then the files are removed: an expunged message never comes back.
+- Deliveries commit in groups: whoever takes the lock next indexes every delivery waiting, with
+  one flush per folder and one transaction, and publishes their events in UID order.
 - Opening an account reconciles the index with the files: a file without a row is indexed (with
-  the flags of a `:2,` Maildir suffix if it has one), a row without a file is dropped and logged.
+  the flags of a `:2,` Maildir suffix if it has one), a row without a file is dropped and logged,
+  a mailbox whose folder is gone (a crash during a rename or delete) is recreated empty, and
+  tmp/ is cleared of what a crash left there.
 - One lock per account serialises its changes; the methods block (file and SQLite I/O), so that
   protocols call them from worker threads (asyncio.to_thread).
 
-Not yet: renaming INBOX (RFC 9051 §6.3.6 moves its messages), group commit of fsyncs.
+Not yet: renaming INBOX (RFC 9051 §6.3.6 moves its messages).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -29,6 +39,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from pcloud.directory import User
+from pcloud.directory.addresses import AddressError, normalize_address
 from pcloud.events import Events, Expunged, FlagsChanged, MailboxChanged, MessageAdded
 from pcloud.store import maildir
 from pcloud.store.durable import fsync_folder
@@ -57,19 +69,25 @@ from pcloud.store.sqlite import open_database
 log = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(eq=False)
 class _Delivery:
-    """A message whose file is on disk, waiting to be indexed (see Account.deliver)."""
+    """A message flushed in its folder's tmp/, waiting to be indexed (see Account.deliver)."""
 
     mailbox_id: int
+    uidvalidity: int  # with the id, names the mailbox: a deleted mailbox's id may be reused
+    written_to: Path  # the folder whose tmp/ the file went to (it follows a renamed mailbox)
     file: str
     flags: tuple[str, ...]
     internal_date: int
     size: int
     headers: str
-    folder_path: Path | None = None  # where the file is at commit time
-    result: tuple[int, int] | None = None  # UID and MODSEQ, once committed
-    error: BaseException | None = None
+    stored: Stored | None = None  # once committed
+    error: MailStoreError | None = None  # refused
+    failure: Exception | None = None  # the commit failed
+
+    @property
+    def done(self) -> bool:
+        return self.stored is not None or self.error is not None or self.failure is not None
 
 
 class Account:
@@ -168,7 +186,18 @@ class Account:
         self._db.execute("COMMIT")
 
     def _reconcile_mailbox(self, mailbox: sqlite3.Row) -> None:
-        files = maildir.message_files(self._folder_path(mailbox["folder"]))
+        path = self._folder_path(mailbox["folder"])
+        if not all((path / sub).is_dir() for sub in maildir.SUBFOLDERS):
+            # A crash during a rename or delete: the rows below are dropped as files without
+            # rows (mail renamed away comes back as a mailbox of its own, with new UIDs).
+            log.warning("reconcile: mailbox folder missing, recreated account=%s mailbox=%s",
+                        self.address, mailbox["name"])  # fmt: skip
+            maildir.create_folder(self.folder, mailbox["folder"])
+        removed = maildir.remove_leftovers(path, time.time())
+        if removed:
+            log.warning("reconcile: leftovers removed from tmp account=%s mailbox=%s files=%s",
+                        self.address, mailbox["name"], removed)  # fmt: skip
+        files = maildir.message_files(path)
         indexed = {
             row["file"]: row["uid"]
             for row in self._rows(
@@ -291,6 +320,7 @@ class Account:
             raise MailStoreError(f"cannot rename {old} into itself")
         with self._lock:
             self._begin()
+            renamed: list[tuple[Path, Path]] = []
             try:
                 self._mailbox_row(old)
                 if self._rows("SELECT 1 FROM mailboxes WHERE name = ?", new):
@@ -303,18 +333,32 @@ class Account:
                 for row in moving:
                     name = new + row["name"][len(old) :]
                     folder = maildir.folder_name(name)
-                    os.rename(self._folder_path(row["folder"]), self._folder_path(folder))
+                    before, after = self._folder_path(row["folder"]), self._folder_path(folder)
+                    os.rename(before, after)
+                    renamed.append((before, after))
                     self._db.execute(
                         "UPDATE mailboxes SET name = ?, folder = ? WHERE id = ?",
                         (name, folder, row["id"]),
                     )
                 fsync_folder(self.folder)
+                self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                self._undo_renames(renamed)
                 raise
-            self._db.execute("COMMIT")
         log.info("mailbox renamed account=%s from=%s to=%s", self.address, old, new)
         self.events.publish(MailboxChanged(self.address, old, new))
+
+    def _undo_renames(self, renamed: list[tuple[Path, Path]]) -> None:
+        """Put folders back where they were, as far as possible (reconcile copes with the rest
+        at the next open)."""
+        try:
+            for before, after in reversed(renamed):
+                os.rename(after, before)
+            fsync_folder(self.folder)
+        except OSError as error:
+            log.warning("folder move not undone account=%s error=%s", self.address, error)
 
     def delete_mailbox(self, name: str) -> None:
         """Delete a mailbox and its messages (the mailboxes below it stay)."""
@@ -326,11 +370,18 @@ class Account:
             path = self._folder_path(row["folder"])
             doomed = self.folder / "tmp" / f"deleted-{row['id']}-{time.time_ns()}"
             os.rename(path, doomed)  # out of sight first: reconcile must not bring it back
-            fsync_folder(self.folder)
-            self._begin()
-            self._db.execute("DELETE FROM mailboxes WHERE id = ?", (row["id"],))
-            self._db.execute("COMMIT")
-            shutil.rmtree(doomed)
+            try:
+                fsync_folder(self.folder)
+                self._begin()
+                self._db.execute("DELETE FROM mailboxes WHERE id = ?", (row["id"],))
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                self._undo_renames([(path, doomed)])
+                raise
+            # A delivery writing into it meanwhile may make this fail; the next open clears it.
+            shutil.rmtree(doomed, ignore_errors=True)
         log.info("mailbox deleted account=%s mailbox=%s", self.address, name)
         self.events.publish(MailboxChanged(self.address, name, None))
 
@@ -353,60 +404,86 @@ class Account:
     ) -> Stored:
         """Store a message (SMTP delivery, IMAP APPEND); on disk when this returns.
 
-        Group commit: the file is written and flushed outside the account's lock, then waits
-        for the index. Whoever holds the lock next commits every waiting message with one
-        folder flush and one transaction, so concurrent deliveries share the cost of syncing."""
+        Group commit: the file is written and flushed into tmp/ outside the account's lock, then
+        waits for the index. Whoever holds the lock next commits every waiting message with one
+        flush per folder and one transaction, so concurrent deliveries share the cost of syncing."""
         with self._lock:
             row = self._mailbox_row(mailbox)
             self._check_quota(len(message))  # refuse early; checked again at commit
             folder_path = self._folder_path(row["folder"])
-        file = maildir.write_message(folder_path, message, flush_folder=False)
+        try:
+            file = maildir.write_message(folder_path, message)
+        except FileNotFoundError as error:  # its folder moved away meanwhile
+            raise MailboxNotFound(f"no mailbox {mailbox}") from error
         delivery = _Delivery(
-            row["id"], file, normalize_flags(flags), int(internal_date or time.time()),
-            len(message), json.dumps(envelope_headers(message)),
+            row["id"], row["uidvalidity"], folder_path, file, normalize_flags(flags),
+            int(internal_date or time.time()), len(message), json.dumps(envelope_headers(message)),
         )  # fmt: skip
         with self._waiting_lock:
             self._waiting.append(delivery)
         with self._lock:
-            if delivery.result is None and delivery.error is None:
+            if not delivery.done:
                 self._commit_waiting()
+        if delivery.failure is not None:
+            raise MailStoreError("could not store the message") from delivery.failure
         if delivery.error is not None:
-            (delivery.folder_path or folder_path).joinpath("cur", file).unlink(missing_ok=True)
             raise delivery.error
-        assert delivery.result is not None
-        uid, modseq = delivery.result
-        self.events.publish(MessageAdded(self.address, row["name"], uid, modseq))
-        return Stored(row["name"], uid, row["uidvalidity"], modseq)
+        assert delivery.stored is not None
+        return delivery.stored
 
     def _commit_waiting(self) -> None:
-        """Index every delivery waiting (the caller holds the lock)."""
+        """Index every delivery waiting, then publish their events in commit order (the caller
+        holds the lock). Each delivery gets its Stored, its own refusal, or the failure."""
         with self._waiting_lock:
             batch, self._waiting = self._waiting, []
-        folders = dict(self._db.execute("SELECT id, folder FROM mailboxes").fetchall())
+        accepted: dict[_Delivery, Path] = {}  # with the folder its file is in now
         try:
-            for folder in {folders[d.mailbox_id] for d in batch if d.mailbox_id in folders}:
-                fsync_folder(self._folder_path(folder) / "cur")
             self._begin()
             for delivery in batch:
-                if delivery.mailbox_id not in folders:  # deleted meanwhile, file and all
+                rows = self._rows("SELECT * FROM mailboxes WHERE id = ?", delivery.mailbox_id)
+                if not rows or rows[0]["uidvalidity"] != delivery.uidvalidity:
                     delivery.error = MailboxNotFound("the mailbox was deleted")
+                    (delivery.written_to / "tmp" / delivery.file).unlink(missing_ok=True)
                     continue
-                delivery.folder_path = self._folder_path(folders[delivery.mailbox_id])
+                folder_path = self._folder_path(rows[0]["folder"])
                 try:
-                    self._check_quota(delivery.size)
+                    self._check_quota(delivery.size)  # with the rows added before it
                 except QuotaExceeded as error:
                     delivery.error = error
+                    (folder_path / "tmp" / delivery.file).unlink(missing_ok=True)
                     continue
-                delivery.result = self._add_row(
+                uid, modseq = self._add_row(
                     delivery.mailbox_id, delivery.file, delivery.flags, delivery.internal_date,
                     delivery.size, delivery.headers,
                 )  # fmt: skip
+                delivery.stored = Stored(rows[0]["name"], uid, delivery.uidvalidity, modseq)
+                accepted[delivery] = folder_path
+            # Into cur/ only now, so that no file is there before its row is committed (a crash
+            # would otherwise make reconcile store what the sender was never told was stored).
+            for delivery, folder_path in accepted.items():
+                os.rename(folder_path / "tmp" / delivery.file, folder_path / "cur" / delivery.file)
+            for folder_path in set(accepted.values()):
+                fsync_folder(folder_path / "cur")
             self._db.execute("COMMIT")
         except Exception as error:
-            if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
-            for delivery in batch:  # each delivery's own thread raises it
-                delivery.result, delivery.error = None, error
+            with contextlib.suppress(sqlite3.ProgrammingError):  # closed (retired) meanwhile
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+            log.warning("mail commit failed account=%s messages=%d error=%s",
+                        self.address, len(batch), error)  # fmt: skip
+            for delivery in batch:
+                if delivery.error is None:  # each delivering thread raises an error of its own
+                    delivery.stored, delivery.failure = None, error
+                    folder_path = accepted.get(delivery, delivery.written_to)
+                    for sub in ("cur", "tmp"):
+                        (folder_path / sub / delivery.file).unlink(missing_ok=True)
+            return
+        for delivery in accepted:
+            assert delivery.stored is not None
+            self.events.publish(
+                MessageAdded(self.address, delivery.stored.mailbox, delivery.stored.uid,
+                             delivery.stored.modseq)
+            )  # fmt: skip
 
     def messages(self, mailbox: str) -> list[Message]:
         with self._lock:
@@ -502,9 +579,12 @@ class Account:
             self._check_quota(sum(r["size"] for r in rows))
             source_path = self._folder_path(source_row["folder"]) / "cur"
             target_path = self._folder_path(target_row["folder"])
-            links = [maildir.link_message(source_path / r["file"], target_path) for r in rows]
+            links: list[str] = []
             pairs, added = [], []
             try:
+                for r in rows:
+                    links.append(maildir.link_message(source_path / r["file"], target_path))
+                fsync_folder(target_path / "cur")
                 self._begin()
                 for r, link in zip(rows, links, strict=True):
                     uid, modseq = self._add_row(
@@ -550,23 +630,25 @@ class Account:
                 return []
             folder_path = self._folder_path(row["folder"])
             moved = []
-            for r in doomed:  # out of sight first: reconcile must not bring them back
-                hidden = folder_path / "tmp" / f"expunged-{r['file']}"
-                os.rename(folder_path / "cur" / r["file"], hidden)
-                moved.append((folder_path / "cur" / r["file"], hidden))
-            fsync_folder(folder_path / "cur")
             try:
+                for r in doomed:  # out of sight first: reconcile must not bring them back
+                    hidden = folder_path / "tmp" / f"expunged-{r['file']}"
+                    os.rename(folder_path / "cur" / r["file"], hidden)
+                    moved.append((folder_path / "cur" / r["file"], hidden))
+                fsync_folder(folder_path / "cur")
                 self._begin()
                 modseq = self._delete_rows(row["id"], [r["uid"] for r in doomed])
                 self._db.execute("COMMIT")
             except BaseException:
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
-                for original, hidden in moved:
+                for original, hidden in reversed(moved):
                     os.rename(hidden, original)
+                fsync_folder(folder_path / "cur")  # back for good: reconcile would drop them
                 raise
             for _, hidden in moved:
-                hidden.unlink()
+                with contextlib.suppress(OSError):  # a leftover goes at the next open
+                    hidden.unlink()
         removed = [r["uid"] for r in doomed]
         self.events.publish(Expunged(self.address, row["name"], tuple(removed), modseq))
         return removed
@@ -581,29 +663,91 @@ class Account:
 class MailStore:
     """Every account's mail under `<data>/mail/`; an account is opened at first use."""
 
-    def __init__(self, root: Path, quota_of: Callable[[str], int | None], events: Events) -> None:
-        """`quota_of(address)` is the user's quota in bytes (0: none), None for no such user."""
+    def __init__(self, root: Path, user_of: Callable[[str], User | None], events: Events) -> None:
+        """`user_of(address)` is the directory's user (for the quota), None for no such user."""
         self.root = root
-        self.quota_of = quota_of
+        self.user_of = user_of
         self.events = events
-        self._lock = threading.Lock()
-        self._accounts: dict[str, Account] = {}
+        self._lock = threading.Lock()  # guards the two dicts below, never held while opening
+        # Keyed by address, with the generation (see _generation): a user deleted and created again
+        # is another account.
+        self._accounts: dict[str, tuple[tuple[int, int], Account]] = {}
+        self._opening: dict[str, threading.Lock] = {}  # one per address: it opens once
         root.mkdir(mode=0o700, parents=True, exist_ok=True)
 
-    def account(self, address: str) -> Account:
+    def _address(self, address: str) -> str:
+        try:
+            return normalize_address(address)
+        except AddressError:
+            raise NoSuchAccount(f"no account {address}") from None
+
+    def _address_lock(self, address: str) -> threading.Lock:
         with self._lock:
-            account = self._accounts.get(address)
-            if account is None:
-                if self.quota_of(address) is None:
-                    raise NoSuchAccount(f"no account {address}")
-                account = Account(
-                    self.root / address, address, self.events, lambda: self.quota_of(address) or 0
-                )
-                self._accounts[address] = account
+            return self._opening.setdefault(address, threading.Lock())
+
+    def _quota(self, address: str) -> int:
+        user = self.user_of(address)
+        return 0 if user is None else user.quota_bytes
+
+    def account(self, address: str) -> Account:
+        address = self._address(address)
+        user = self.user_of(address)
+        if user is None:
+            raise NoSuchAccount(f"no account {address}")
+        generation = self._generation(address, user.created)
+        with self._lock:
+            cached, account = self._accounts.get(address, (None, None))
+        if account is not None and cached == generation:
             return account
+        with self._address_lock(address):  # opening reconciles: the other accounts go on
+            with self._lock:
+                cached, account = self._accounts.get(address, (None, None))
+            if account is not None and cached == generation:
+                return account
+            if account is not None:
+                account.close()  # a previous user's, whose mail was retired meanwhile
+            account = Account(
+                self.root / address, address, self.events, lambda: self._quota(address)
+            )
+            with self._lock:
+                self._accounts[address] = (self._generation(address, user.created), account)
+            return account
+
+    def _generation(self, address: str, created: int) -> tuple[int, int]:
+        """What tells one holder of an address from the next: when the user was created, and
+        which folder holds the mail (`pcloud user del` moves it away, from another process)."""
+        try:
+            folder = (self.root / address).stat().st_ino
+        except FileNotFoundError:
+            folder = 0
+        return created, folder
+
+    def retire(self, address: str) -> Path | None:
+        """Move a deleted user's mail to `.retired/<address>.<unix time>/`, out of reach of a
+        new user of the same address; returns where it went (None: there was no mail)."""
+        address = self._address(address)
+        with self._address_lock(address):
+            with self._lock:
+                _, account = self._accounts.pop(address, (None, None))
+            if account is not None:
+                account.close()
+            source = self.root / address
+            if not source.exists():
+                return None
+            retired = self.root / ".retired"
+            retired.mkdir(mode=0o700, exist_ok=True)
+            now = int(time.time())
+            while (retired / f"{address}.{now}").exists():  # retired twice within a second
+                now += 1
+            target = retired / f"{address}.{now}"
+            os.rename(source, target)
+            fsync_folder(retired)
+            fsync_folder(self.root)
+        log.info("mail retired account=%s to=%s", address, target)
+        return target
 
     def close(self) -> None:
         with self._lock:
-            for account in self._accounts.values():
+            for _, account in self._accounts.values():
                 account.close()
             self._accounts.clear()

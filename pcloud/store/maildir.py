@@ -10,14 +10,17 @@ digits, space, "-" and "_" (so a "." or "/" in a name can never mean a level), a
 joined with ".". Message files are named `<unique>,S=<size>`; flags live in the index, not in the
 name, so changing flags never renames a file.
 
-A file is written to tmp/, flushed, renamed into cur/, and cur/ is flushed before the index is
-told: a message the index knows is always complete on disk.
+A file is written to tmp/ and flushed; the mail store renames it into cur/ and flushes cur/ in
+the transaction that indexes it, so a message the index knows is always complete on disk, and
+a file in cur/ is one the index knows (or is about to). tmp/ also holds expunged files on their
+way out (`expunged-*`) and, in the account's own tmp/, deleted mailboxes' folders (`deleted-*`).
 """
 
 from __future__ import annotations
 
 import itertools
 import os
+import shutil
 import socket
 import time
 from pathlib import Path
@@ -27,6 +30,7 @@ from pcloud.store.durable import fsync_folder
 
 INBOX = "INBOX"
 SUBFOLDERS = ("cur", "new", "tmp")
+STALE_AFTER = 36 * 3600  # seconds a file may stay in tmp/
 _SAFE = "-_ "
 _counter = itertools.count()
 
@@ -63,9 +67,9 @@ def unique_name(size: int) -> str:
     return f"{seconds}.M{micro}P{os.getpid()}Q{next(_counter)}.{host},S={size}"
 
 
-def write_message(folder_path: Path, message: bytes, *, flush_folder: bool = True) -> str:
-    """Write a message durably into cur/; returns its file name there. With flush_folder
-    False the caller flushes cur/ itself (once for several messages)."""
+def write_message(folder_path: Path, message: bytes) -> str:
+    """Write a message durably into the folder's tmp/; returns its file name there (the same
+    name it takes in cur/)."""
     name = unique_name(len(message))
     temporary = folder_path / "tmp" / name
     descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -74,20 +78,17 @@ def write_message(folder_path: Path, message: bytes, *, flush_folder: bool = Tru
             file.write(message)
             file.flush()
             os.fsync(file.fileno())
-        os.rename(temporary, folder_path / "cur" / name)
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
-    if flush_folder:
-        fsync_folder(folder_path / "cur")
     return name
 
 
 def link_message(source: Path, folder_path: Path) -> str:
-    """A copy of a message file into another folder: a hard link, as the content never changes."""
+    """A copy of a message file into another folder's cur/: a hard link, as the content never
+    changes. The caller flushes cur/ (once for several links)."""
     name = unique_name(source.stat().st_size)
     os.link(source, folder_path / "cur" / name)
-    fsync_folder(folder_path / "cur")
     return name
 
 
@@ -97,3 +98,21 @@ def message_files(folder_path: Path) -> dict[str, Path]:
     for path in (folder_path / "new").iterdir():
         os.rename(path, folder_path / "cur" / path.name)
     return {path.name: path for path in (folder_path / "cur").iterdir() if path.is_file()}
+
+
+def remove_leftovers(folder_path: Path, now: float) -> list[str]:
+    """Clear a folder's tmp/ of what a crash left: files written more than 36 hours ago (the
+    Maildir convention: another program may still be writing a newer one), and, whatever their
+    age, the expunged files and deleted folders that only pcloud makes. Returns their names."""
+    removed = []
+    for path in (folder_path / "tmp").iterdir():
+        if path.name.startswith("deleted-") and path.is_dir():
+            shutil.rmtree(path)
+        elif path.is_file() and (
+            path.name.startswith("expunged-") or path.stat().st_mtime < now - STALE_AFTER
+        ):
+            path.unlink()
+        else:
+            continue
+        removed.append(path.name)
+    return removed

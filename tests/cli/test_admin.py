@@ -204,3 +204,15 @@ def test_queue_ids_are_not_paths(cli: Cli) -> None:
     assert cli("queue", "delete", "../directory.sqlite3") == 1
     assert "no queued message" in cli.err
     assert directory.exists()
+
+
+def test_a_deleted_users_mail_is_kept_but_not_passed_on(server: RunningServer) -> None:
+    server.add_user("alice@example.org", PASSWORD)
+    server.services.mail.account("alice@example.org").deliver(b"Subject: private\r\n\r\nx\r\n")
+    cli = Cli(server.data_dir)
+    assert cli("user", "del", "alice@example.org") == 0
+    kept = Path(cli.out.split("their mail is kept in ")[1].strip())
+    assert kept.parent == server.data_dir / "mail" / ".retired"
+    assert any(b"Subject: private" in f.read_bytes() for f in (kept / "cur").iterdir())
+    assert cli("user", "add", "alice@example.org", "--password", PASSWORD) == 0
+    assert server.messages("alice@example.org") == []

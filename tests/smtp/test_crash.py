@@ -39,7 +39,7 @@ def start(data: Path) -> tuple[subprocess.Popen[str], int]:
 def stored_message_ids(data: Path) -> list[str]:
     settings = load_config(data)
     directory = open_directory(data, settings)
-    store = MailStore(data / "mail", lambda a: 0, Events())
+    store = MailStore(data / "mail", directory.user, Events())
     try:
         account = store.account("alice@example.org")
         return [m.headers.get("message-id", "") for m in account.messages("INBOX")]

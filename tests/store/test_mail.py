@@ -6,11 +6,14 @@ import asyncio
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from pcloud.directory import User
 from pcloud.events import Events, Expunged, FlagsChanged, MailboxChanged, MessageAdded
 from pcloud.store import maildir
 from pcloud.store.mail import Account, MailStore
@@ -37,15 +40,17 @@ class Store:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.quota = 0
+        self.users = {ADDRESS: 1_700_000_000}  # address -> when the user was created
         self.events = Events()
-        self.store = MailStore(root, self.quota_of, self.events)
+        self.store = MailStore(root, self.user_of, self.events)
 
-    def quota_of(self, address: str) -> int | None:
-        return self.quota if address == ADDRESS else None
+    def user_of(self, address: str) -> User | None:
+        created = self.users.get(address)
+        return None if created is None else User(address, "", False, self.quota, created)
 
     def reopen(self) -> Account:
         self.store.close()
-        self.store = MailStore(self.root, self.quota_of, self.events)
+        self.store = MailStore(self.root, self.user_of, self.events)
         return self.store.account(ADDRESS)
 
 
@@ -64,6 +69,78 @@ def account(store: Store) -> Account:
 def cur_files(account: Account, mailbox: str = "INBOX") -> list[Path]:
     folder = account.folder / maildir.folder_name(mailbox) / "cur"
     return sorted(folder.iterdir())
+
+
+def tmp_files(account: Account, mailbox: str = "INBOX") -> list[Path]:
+    folder = account.folder / maildir.folder_name(mailbox) / "tmp"
+    return sorted(folder.iterdir())
+
+
+def indexed_files(account: Account) -> list[str]:
+    db = sqlite3.connect(account.folder / "index.sqlite3")
+    try:
+        return sorted(row[0] for row in db.execute("SELECT file FROM messages"))
+    finally:
+        db.close()
+
+
+class FailingCommit:
+    """Stands in for an account's database connection; every COMMIT fails."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+        self.error = sqlite3.OperationalError("disk I/O error")
+
+    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
+        if sql == "COMMIT":
+            raise self.error
+        return self.db.execute(sql, *args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.db, name)
+
+
+def wait_for(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 10
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
+
+
+def deliver_in_threads(
+    account: Account, count: int, monkeypatch: pytest.MonkeyPatch
+) -> list[BaseException | None]:
+    """Deliver `count` messages at once, so that one commit indexes them all: once every file
+    is written, the account's lock is taken until all of them wait. Returns their exceptions."""
+    outcomes: list[BaseException | None] = [None] * count
+    write_message = maildir.write_message
+    all_written = threading.Barrier(count, action=account._lock.acquire)
+
+    def write_and_wait(folder_path: Path, data: bytes, **options: Any) -> str:
+        name = write_message(folder_path, data, **options)
+        all_written.wait()
+        return name
+
+    def deliver(n: int) -> None:
+        try:
+            account.deliver(message(f"m{n}"))
+        except BaseException as error:
+            outcomes[n] = error
+
+    monkeypatch.setattr(maildir, "write_message", write_and_wait)
+    threads = [threading.Thread(target=deliver, args=(n,)) for n in range(count)]
+    for thread in threads:
+        thread.start()
+    try:
+        wait_for(lambda: len(account._waiting) == count)
+        # Written and flushed, but not in cur/ until the index row is committed.
+        assert not cur_files(account) and len(tmp_files(account)) == count
+    finally:
+        account._lock.release()
+        for thread in threads:
+            thread.join()
+        monkeypatch.setattr(maildir, "write_message", write_message)
+    return outcomes
 
 
 def test_a_new_account_has_the_usual_mailboxes(account: Account) -> None:
@@ -260,3 +337,282 @@ def test_concurrent_deliveries_never_exceed_the_quota(store: Store, account: Acc
     assert outcomes.count("stored") == 10 and outcomes.count("refused") == 20
     assert len(cur_files(account)) == 10  # no file left behind by a refused message
     assert account.usage() == (size * 10, 10)
+
+
+# -- group commit ------------------------------------------------------------------------------
+
+
+def test_a_delivery_waits_in_tmp_until_its_row_is_committed(
+    account: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert deliver_in_threads(account, 3, monkeypatch) == [None, None, None]
+    assert not tmp_files(account)
+    assert indexed_files(account) == [file.name for file in cur_files(account)]
+    assert [m.uid for m in account.messages("INBOX")] == [1, 2, 3]
+
+
+def test_a_failed_commit_leaves_nothing_and_fails_each_delivery_on_its_own(
+    account: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    failing = FailingCommit(account._db)
+    monkeypatch.setattr(account, "_db", failing)
+    outcomes = deliver_in_threads(account, 3, monkeypatch)
+    assert all(type(error) is MailStoreError for error in outcomes)
+    assert len({id(error) for error in outcomes}) == 3  # each thread raises its own
+    assert all(error.__cause__ is failing.error for error in outcomes if error)
+    assert not cur_files(account) and not tmp_files(account)
+    monkeypatch.setattr(account, "_db", failing.db)
+    assert indexed_files(account) == [] and account.usage() == (0, 0)
+    assert account.deliver(message()).uid == 1  # the transaction was rolled back
+
+
+def test_a_batch_is_published_by_its_committer_in_uid_order(
+    store: Store, account: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    published: list[tuple[int, Any]] = []
+    monkeypatch.setattr(
+        store.events, "publish", lambda event: published.append((threading.get_ident(), event))
+    )
+    deliver_in_threads(account, 4, monkeypatch)
+    assert [event.uid for _, event in published] == [1, 2, 3, 4]
+    assert len({thread for thread, _ in published}) == 1
+
+
+def test_a_delivery_to_a_mailbox_deleted_meanwhile_is_refused(
+    account: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    account.create_mailbox("Lists")
+    write_message = maildir.write_message
+
+    def write_then_delete(folder_path: Path, data: bytes, **options: Any) -> str:
+        name = write_message(folder_path, data, **options)
+        account.delete_mailbox("Lists")
+        account.create_mailbox("Lists")  # a new mailbox, which may reuse the old one's id
+        return name
+
+    monkeypatch.setattr(maildir, "write_message", write_then_delete)
+    with pytest.raises(MailboxNotFound):
+        account.deliver(message(), mailbox="Lists")
+    assert account.mailbox("Lists").messages == 0
+    assert not cur_files(account, "Lists") and not tmp_files(account, "Lists")
+    assert indexed_files(account) == []
+
+
+def test_a_delivery_follows_its_mailbox_renamed_meanwhile(
+    account: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    account.create_mailbox("Lists")
+    write_message = maildir.write_message
+
+    def write_then_rename(folder_path: Path, data: bytes, **options: Any) -> str:
+        name = write_message(folder_path, data, **options)
+        account.rename_mailbox("Lists", "Groups")
+        return name
+
+    monkeypatch.setattr(maildir, "write_message", write_then_rename)
+    stored = account.deliver(message(), mailbox="Lists")
+    assert (stored.mailbox, stored.uid) == ("Groups", 1)
+    [file] = cur_files(account, "Groups")
+    assert indexed_files(account) == [file.name] and not tmp_files(account, "Groups")
+
+
+# -- crashes and failures midway ---------------------------------------------------------------
+
+
+def test_reconcile_recreates_a_missing_folder_and_drops_its_rows(
+    store: Store, account: Account
+) -> None:
+    account.create_mailbox("Lists")
+    account.deliver(message(), mailbox="Lists")
+    store.store.close()
+    # A crash during delete_mailbox: the folder was moved away, the row not yet deleted.
+    os.rename(account.folder / ".Lists", account.folder / "tmp" / "deleted-7-1")
+    account = store.reopen()
+    assert account.mailbox("Lists").messages == 0
+    assert (account.folder / ".Lists" / "cur").is_dir()
+    assert indexed_files(account) == []
+    db = sqlite3.connect(account.folder / "index.sqlite3")
+    assert db.execute("SELECT uid FROM vanished").fetchall() == [(1,)]
+
+
+def test_a_rename_that_fails_midway_is_undone(
+    account: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    account.create_mailbox("Lists")
+    account.create_mailbox("Lists/Python")
+    account.deliver(message(), mailbox="Lists/Python")
+    rename = os.rename
+
+    def failing_rename(source: Any, target: Any) -> None:
+        if str(target).endswith(".Groups.Python"):
+            raise OSError("no space left")
+        rename(source, target)
+
+    monkeypatch.setattr(os, "rename", failing_rename)
+    with pytest.raises(OSError):
+        account.rename_mailbox("Lists", "Groups")
+    monkeypatch.setattr(os, "rename", rename)
+    folders = sorted(p.name for p in account.folder.iterdir() if p.name.startswith("."))
+    assert folders == [".Archive", ".Drafts", ".Junk", ".Lists", ".Lists.Python", ".Sent", ".Trash"]
+    assert account.message_file("Lists/Python", 1).read_bytes() == message()
+    account.rename_mailbox("Lists", "Groups")  # and the index was rolled back
+    assert account.mailbox("Groups/Python").messages == 1
+
+
+def test_a_delete_whose_commit_fails_puts_the_folder_back(
+    account: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    account.create_mailbox("Lists")
+    account.deliver(message(), mailbox="Lists")
+    failing = FailingCommit(account._db)
+    monkeypatch.setattr(account, "_db", failing)
+    with pytest.raises(sqlite3.OperationalError):
+        account.delete_mailbox("Lists")
+    monkeypatch.setattr(account, "_db", failing.db)
+    assert len(cur_files(account, "Lists")) == 1
+    assert not list((account.folder / "tmp").iterdir())
+    assert account.mailbox("Lists").messages == 1
+    account.create_mailbox("Other")  # no transaction was left open
+
+
+def test_opening_removes_leftovers(store: Store, account: Account) -> None:
+    store.store.close()
+    old = time.time() - 37 * 3600
+    leftovers = [
+        account.folder / "tmp" / "1700000000.old.host",
+        account.folder / ".Sent" / "tmp" / "1700000001.old.host",
+        account.folder / "tmp" / "expunged-1700000002.any.host",  # only pcloud makes these
+    ]
+    kept = account.folder / "tmp" / "1700000003.being-written.host"
+    for path in [*leftovers, kept]:
+        path.write_bytes(message())
+    for path in leftovers[:2]:
+        os.utime(path, (old, old))
+    deleted = account.folder / "tmp" / "deleted-9-1700000004"
+    (deleted / "cur").mkdir(parents=True)
+    (deleted / "cur" / "1700000005.any.host").write_bytes(message())
+    account = store.reopen()
+    assert tmp_files(account) == [kept]
+    assert not tmp_files(account, "Sent")
+    assert indexed_files(account) == []
+
+
+def test_a_copy_that_fails_midway_leaves_no_links(
+    account: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for n in range(3):
+        account.deliver(message(f"m{n}"))
+    link_message = maildir.link_message
+    calls = []
+
+    def failing_link(source: Path, folder_path: Path) -> str:
+        calls.append(source)
+        if len(calls) == 2:
+            raise OSError("too many links")
+        return link_message(source, folder_path)
+
+    monkeypatch.setattr(maildir, "link_message", failing_link)
+    with pytest.raises(OSError):
+        account.copy("INBOX", [1, 2, 3], "Archive")
+    assert not cur_files(account, "Archive")
+    assert len(indexed_files(account)) == 3 and account.mailbox("Archive").messages == 0
+
+
+def test_an_expunge_that_fails_midway_moves_the_files_back(
+    account: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for n in range(3):
+        account.deliver(message(f"m{n}"))
+    files = [file.name for file in cur_files(account)]
+    rename = os.rename
+    calls = []
+
+    def failing_rename(source: Any, target: Any) -> None:
+        calls.append(target)
+        if len(calls) == 2:
+            raise OSError("input/output error")
+        rename(source, target)
+
+    monkeypatch.setattr(os, "rename", failing_rename)
+    with pytest.raises(OSError):
+        account.expunge("INBOX", [1, 2, 3], only_deleted=False)
+    monkeypatch.setattr(os, "rename", rename)
+    assert [file.name for file in cur_files(account)] == files
+    assert not tmp_files(account)
+    assert indexed_files(account) == sorted(files)
+
+
+# -- accounts and users ------------------------------------------------------------------------
+
+
+def test_addresses_are_normalised(store: Store) -> None:
+    account = store.store.account("Alice@Example.ORG")
+    assert account is store.store.account(ADDRESS)
+    assert account.folder == store.root / ADDRESS
+    for bad in ("../alice@example.org", "alice", "alice@example.org/x", ""):
+        with pytest.raises(NoSuchAccount):
+            store.store.account(bad)
+    assert [path.name for path in store.root.iterdir()] == [ADDRESS]
+
+
+def test_a_retired_user_passes_no_mail_to_the_next_one(store: Store, account: Account) -> None:
+    account.deliver(message("for the old alice"))
+    del store.users[ADDRESS]  # the user is deleted
+    with pytest.raises(NoSuchAccount):
+        store.store.account(ADDRESS)
+    retired = store.store.retire("ALICE@example.org")
+    assert retired is not None and retired.parent == store.root / ".retired"
+    assert retired.name.startswith(f"{ADDRESS}.")
+    assert [file.read_bytes() for file in (retired / "cur").iterdir()] == [
+        message("for the old alice")
+    ]
+    assert not (store.root / ADDRESS).exists()
+    assert store.store.retire(ADDRESS) is None  # nothing left to retire
+    store.users[ADDRESS] = 1_800_000_000  # created again
+    again = store.store.account(ADDRESS)
+    assert again is not account and again.messages("INBOX") == []
+    assert indexed_files(again) == []
+
+
+def test_a_user_created_again_gets_a_freshly_opened_account(store: Store, account: Account) -> None:
+    store.users[ADDRESS] += 1  # deleted and created again, by another process
+    again = store.store.account(ADDRESS)
+    assert again is not account
+    with pytest.raises(sqlite3.ProgrammingError):  # the old one was closed
+        account.usage()
+    assert store.store.account(ADDRESS) is again
+
+
+def test_an_account_opening_does_not_hold_up_the_others(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bob = "bob@example.org"
+    store.users[bob] = 1_700_000_000
+    opening, release = threading.Event(), threading.Event()
+    reconcile = Account._reconcile
+
+    def slow_reconcile(self: Account) -> None:
+        if self.address == bob:
+            opening.set()
+            release.wait(10)
+        reconcile(self)
+
+    monkeypatch.setattr(Account, "_reconcile", slow_reconcile)
+    opened: list[Account] = []
+    threads = [
+        threading.Thread(target=lambda: opened.append(store.store.account(bob))),
+        threading.Thread(target=lambda: opened.append(store.store.account(bob))),
+    ]
+    threads[0].start()
+    assert opening.wait(10)
+    threads[1].start()
+    alice = threading.Thread(target=store.store.account, args=(ADDRESS,))
+    alice.start()
+    alice.join(5)
+    done_meanwhile = not alice.is_alive()
+    release.set()
+    for thread in [*threads, alice]:
+        thread.join()
+    assert done_meanwhile, "alice's account waited for bob's to open"
+    assert len(opened) == 2 and opened[0] is opened[1]  # bob's was opened once
+    assert sorted(path.name for path in store.root.iterdir()) == [ADDRESS, bob]
