@@ -249,7 +249,8 @@ async def serve_until_stopped(
     stopping = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
-    loop.add_signal_handler(signal.SIGHUP, _reload, services)
+    # Reloading may issue a certificate or make a DKIM key: a worker thread, not the loop.
+    loop.add_signal_handler(signal.SIGHUP, loop.run_in_executor, None, _reload, services)
     log.info("ready seconds=%.3f", time.monotonic() - started)
     on_ready(endpoints)
     try:
