@@ -93,45 +93,53 @@ class Handler:
     ) -> str:
         if len(envelope.rcpt_tos) >= self.services.config.smtp.max_recipients:
             return "452 4.5.3 Too many recipients"
-        if envelope_sender(envelope) and self.recipients.is_srs(address):
-            # Only bounces go back through a rewritten sender address; anything else would
-            # let strangers send through this server to whoever once wrote to an alias.
-            return "550 5.7.1 This address takes delivery status notifications only"
-        try:
-            targets = await asyncio.to_thread(self.recipients.resolve, address)
-        except InvalidValue:
-            return "553 5.1.3 Recipient address not accepted here"
-        if targets is None:
-            return await self.unknown_recipient(session, envelope, address)
-        hosted = await asyncio.to_thread(self.directory.domains)
-        local = [t for t in targets if domain_of(t) in hosted]
-        remote = [t for t in targets if t not in local]
         size = _declared_size(envelope.mail_options)
-        for account in local:
-            if not await asyncio.to_thread(self._has_room, account, size):
-                log.info("smtp recipient full rcpt=%s", address)
-                return f"452 4.2.2 Mailbox of {address} is full"
+        bounce = not envelope_sender(envelope)
+        refusal, local, remote = await asyncio.to_thread(self._route, address, size, bounce)
+        if refusal is None and local is None:  # nobody here takes it
+            if not self.may_send_elsewhere(session):
+                log.info("smtp relay refused remote=%s rcpt=%s", peer_address(session), address)
+                return "554 5.7.1 Relay access denied"
+            local, remote = [], [normalize_address(address)]
+        if refusal is not None:
+            return refusal
         route = routing(envelope)
-        route.local.update(local)
+        route.local.update(local or [])
         route.remote.update(remote)
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(options)
         return "250 2.1.5 Recipient OK"
 
-    async def unknown_recipient(self, session: Session, envelope: Envelope, address: str) -> str:
-        """A recipient no hosted address takes: unknown here, or someone elsewhere."""
+    def _route(
+        self, address: str, size: int, bounce: bool
+    ) -> tuple[str | None, list[str] | None, list[str]]:
+        """Where a recipient's copy goes: (a refusal, or None; local accounts, or None when
+        the address is someone's elsewhere; remote addresses). Blocking: one thread hop per
+        RCPT for all the directory and mailbox questions."""
+        if not bounce and self.recipients.is_srs(address):
+            # Only bounces go back through a rewritten sender address; anything else would
+            # let strangers send through this server to whoever once wrote to an alias.
+            return "550 5.7.1 This address takes delivery status notifications only", [], []
         try:
-            normalized = normalize_address(address)
-        except AddressError:
-            return "553 5.1.3 Recipient address not accepted here"
-        if await asyncio.to_thread(self.recipients.hosted, normalized):
-            return "550 5.1.1 No such user here"
-        if not self.may_send_elsewhere(session):
-            log.info("smtp relay refused remote=%s rcpt=%s", peer_address(session), address)
-            return "554 5.7.1 Relay access denied"
-        routing(envelope).remote.add(normalized)
-        envelope.rcpt_tos.append(address)
-        return "250 2.1.5 Recipient OK"
+            targets = self.recipients.resolve(address)
+        except InvalidValue:
+            return "553 5.1.3 Recipient address not accepted here", [], []
+        if targets is None:
+            try:
+                normalized = normalize_address(address)
+            except AddressError:
+                return "553 5.1.3 Recipient address not accepted here", [], []
+            if self.recipients.hosted(normalized):
+                return "550 5.1.1 No such user here", [], []
+            return None, None, []
+        hosted = self.directory.domains()
+        local = [t for t in targets if domain_of(t) in hosted]
+        remote = [t for t in targets if t not in local]
+        for account in local:
+            if not self._has_room(account, size):
+                log.info("smtp recipient full rcpt=%s", address)
+                return f"452 4.2.2 Mailbox of {address} is full", [], []
+        return None, local, remote
 
     def may_send_elsewhere(self, session: Session) -> bool:
         """The MX takes mail for hosted addresses only: it is never a relay."""
