@@ -104,6 +104,21 @@ def open_directory(data_dir: Path, settings: Config) -> Directory:
     )
 
 
+# The stores of a data folder, opened the same way by the server and by the command line.
+
+
+def mail_store(data_dir: Path, directory: Directory, events: Events) -> MailStore:
+    return MailStore(data_dir / "mail", directory.user, events)
+
+
+def queue_store(data_dir: Path) -> QueueStore:
+    return QueueStore(data_dir / "queue")
+
+
+def dkim_keys(data_dir: Path) -> DkimKeys:
+    return DkimKeys(data_dir / "dkim")
+
+
 def open_services(
     data_dir: Path, *, domain: str | None = None
 ) -> tuple[Services, FirstStart | None]:
@@ -134,9 +149,9 @@ def open_services(
         directory.add_user(first_start.admin_address, first_start.admin_password, is_admin=True)
     tls = Tls(data_dir / "tls", settings.tls, directory.domains())
     events = Events()
-    mail = MailStore(data_dir / "mail", directory.user, events)
-    queue = QueueStore(data_dir / "queue")
-    dkim = DkimKeys(data_dir / "dkim")
+    mail = mail_store(data_dir, directory, events)
+    queue = queue_store(data_dir)
+    dkim = dkim_keys(data_dir)
     for hosted in directory.domains():
         dkim.ensure(hosted)
     srs_secret = secret.load_or_create(data_dir / "srs.secret")

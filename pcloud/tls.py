@@ -74,6 +74,11 @@ def _subject_names(certificate: x509.Certificate) -> tuple[str, ...]:
     return tuple(dns + ips)
 
 
+def certificate_file(folder: Path, settings: TlsSection) -> Path:
+    """The certificate served: one issued elsewhere when configured, else the local CA's."""
+    return Path(settings.certificate) if settings.certificate else folder / "server.pem"
+
+
 class Tls:
     """The server's certificate and the one SSL context every TLS listener shares.
 
@@ -91,9 +96,7 @@ class Tls:
 
     @property
     def certificate_file(self) -> Path:
-        if self.settings.certificate:
-            return Path(self.settings.certificate)
-        return self.folder / "server.pem"
+        return certificate_file(self.folder, self.settings)
 
     @property
     def key_file(self) -> Path:

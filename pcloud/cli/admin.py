@@ -23,9 +23,7 @@ from pcloud.cli import CommandError, Context, UsageError, data_dir_of
 from pcloud.directory import Directory
 from pcloud.directory.passwords import generate_password
 from pcloud.events import Events
-from pcloud.services import load_config, open_directory
-from pcloud.store.dkim_keys import DkimKeys
-from pcloud.store.mail import MailStore
+from pcloud.services import dkim_keys, load_config, mail_store, open_directory, queue_store
 from pcloud.store.queue import QueueStore
 from pcloud.supervisor import notify_running_server
 
@@ -186,7 +184,7 @@ def cmd_user_del(context: Context, arguments: argparse.Namespace) -> int:
     with _directory(arguments) as directory:
         aliases = directory.delete_user(arguments.address)
         # Kept, but out of reach: a new user of the same address starts with no mail.
-        store = MailStore(data_dir_of(arguments) / "mail", directory.user, Events())
+        store = mail_store(data_dir_of(arguments), directory, Events())
         try:
             retired = store.retire(arguments.address)
         finally:
@@ -294,7 +292,7 @@ def cmd_domain_list(context: Context, arguments: argparse.Namespace) -> int:
 def _queue(arguments: argparse.Namespace) -> Iterator[QueueStore]:
     data_dir = data_dir_of(arguments)
     load_config(data_dir)  # a data folder, not just any folder
-    queue = QueueStore(data_dir / "queue")
+    queue = queue_store(data_dir)
     try:
         yield queue
     finally:
@@ -341,7 +339,7 @@ def cmd_dns(context: Context, arguments: argparse.Namespace) -> int:
         domain = arguments.domain.strip().lower()
         if domain not in directory.domains():
             raise CommandError(f"domain {domain} is not hosted here")
-    records = dns_records.mail_records(domain, DkimKeys(data_dir / "dkim").ensure(domain))
+    records = dns_records.mail_records(domain, dkim_keys(data_dir).ensure(domain))
     dns_records.configure_resolver(settings.smtp)
     missing = 0
     for record in records:

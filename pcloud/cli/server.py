@@ -21,7 +21,7 @@ from pcloud.supervisor import (
     running_pid,
     serve_until_stopped,
 )
-from pcloud.tls import read_certificate
+from pcloud.tls import certificate_file, read_certificate
 
 
 def register(commands: Any, command: Any) -> None:
@@ -103,9 +103,9 @@ def status_report(data_dir: Path) -> dict[str, Any]:
         "domain": settings.server.domain,
         "endpoints": [vars(e) for e in running_endpoints(data_dir)] if pid else [],
     }
-    certificate_file = Path(settings.tls.certificate or data_dir / "tls" / "server.pem")
-    if certificate_file.exists():
-        info = read_certificate(certificate_file)
+    served = certificate_file(data_dir / "tls", settings.tls)
+    if served.exists():
+        info = read_certificate(served)
         report["certificate"] = {
             "file": str(info.path),
             "names": list(info.names),
