@@ -385,13 +385,6 @@ class Account:
         log.info("mailbox deleted account=%s mailbox=%s", self.address, name)
         self.events.publish(MailboxChanged(self.address, name, None))
 
-    def subscribe(self, name: str, subscribed: bool) -> None:
-        with self._lock:
-            row = self._mailbox_row(name)
-            self._db.execute(
-                "UPDATE mailboxes SET subscribed = ? WHERE id = ?", (int(subscribed), row["id"])
-            )
-
     # -- messages -----------------------------------------------------------------------------
 
     def deliver(
