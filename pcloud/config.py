@@ -266,6 +266,22 @@ class SmtpSection:
 
 
 @dataclass(frozen=True)
+class ImapSection:
+    """Mail access by users' mail programs (993, and 143 with STARTTLS)."""
+
+    max_connections_per_address: int = option(
+        50,
+        Integer("an integer from 1 to 10000", 1, 10000),
+        "Simultaneous connections from one address (IPv6: one /64); more are refused with BYE.",
+    )
+    max_connections_per_user: int = option(
+        30,
+        Integer("an integer from 1 to 10000", 1, 10000),
+        "Simultaneous signed-in connections of one user (phones and desktops each keep a few).",
+    )
+
+
+@dataclass(frozen=True)
 class LogSection:
     """What the server writes to its log (standard error)."""
 
@@ -310,6 +326,7 @@ class Config:
     tls: TlsSection = TlsSection()
     login: LoginSection = LoginSection()
     smtp: SmtpSection = SmtpSection()
+    imap: ImapSection = ImapSection()
     log: LogSection = LogSection()
     listeners: Mapping[str, ListenerSection] = field(default_factory=dict)
 
@@ -319,6 +336,7 @@ SECTIONS: dict[str, type[Any]] = {
     "tls": TlsSection,
     "login": LoginSection,
     "smtp": SmtpSection,
+    "imap": ImapSection,
     "log": LogSection,
 }
 

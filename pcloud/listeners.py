@@ -93,6 +93,24 @@ LISTENERS: tuple[ListenerSpec, ...] = (
         tls_modes=("implicit",),
         serve_path="pcloud.smtp.submission:serve_implicit_tls",
     ),
+    ListenerSpec(
+        name="imap",
+        service="mail",
+        description="IMAP: mail programs read mail, STARTTLS required before login",
+        standard_port=143,
+        high_port=1143,
+        tls_modes=("starttls",),
+        serve_path="pcloud.imap.server:serve_starttls",
+    ),
+    ListenerSpec(
+        name="imaps",
+        service="mail",
+        description="IMAP over implicit TLS",
+        standard_port=993,
+        high_port=1993,
+        tls_modes=("implicit",),
+        serve_path="pcloud.imap.server:serve_implicit_tls",
+    ),
 )
 
 

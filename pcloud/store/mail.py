@@ -21,8 +21,6 @@ Invariants:
   tmp/ is cleared of what a crash left there.
 - One lock per account serialises its changes; the methods block (file and SQLite I/O), so that
   protocols call them from worker threads (asyncio.to_thread).
-
-Not yet: renaming INBOX (RFC 9051 §6.3.6 moves its messages).
 """
 
 from __future__ import annotations
@@ -35,6 +33,7 @@ import shutil
 import sqlite3
 import threading
 import time
+from array import array
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +54,7 @@ from pcloud.store.mail_values import (
     MailboxExists,
     MailboxNotFound,
     MailStoreError,
+    MailboxView,
     Message,
     NoSuchAccount,
     QuotaExceeded,
@@ -264,27 +264,55 @@ class Account:
 
     # -- mailboxes ----------------------------------------------------------------------------
 
-    def mailboxes(self) -> list[Mailbox]:
+    def mailboxes(self, name: str | None = None) -> list[Mailbox]:
+        """Every mailbox (INBOX first), or the one named, with its counts."""
+        where, args = ("WHERE m.name = ?", [normalize_mailbox_name(name)]) if name else ("", [])
         with self._lock:
             rows = self._rows(
                 "SELECT m.*, count(x.uid) AS messages, coalesce(sum(x.size), 0) AS size,"
                 " coalesce(sum(x.uid IS NOT NULL"
-                "              AND instr(' ' || x.flags || ' ', ' \\Seen ') = 0), 0) AS unseen"
-                " FROM mailboxes m LEFT JOIN messages x ON x.mailbox_id = m.id"
-                " GROUP BY m.id ORDER BY m.name = 'INBOX' DESC, m.name"
+                "              AND instr(' ' || x.flags || ' ', ' \\Seen ') = 0), 0) AS unseen,"
+                " coalesce(sum(instr(' ' || x.flags || ' ', ' \\Deleted ') > 0), 0) AS deleted"
+                f" FROM mailboxes m LEFT JOIN messages x ON x.mailbox_id = m.id {where}"
+                " GROUP BY m.id ORDER BY m.name = 'INBOX' DESC, m.name",
+                *args,
             )
         return [
             Mailbox(r["name"], r["special_use"], r["uidvalidity"], r["uidnext"], r["highestmodseq"],
-                    bool(r["subscribed"]), r["messages"], r["unseen"], r["size"])
+                    bool(r["subscribed"]), r["messages"], r["unseen"], r["size"], r["deleted"])
             for r in rows
         ]  # fmt: skip
 
     def mailbox(self, name: str) -> Mailbox:
-        name = normalize_mailbox_name(name)
-        for mailbox in self.mailboxes():
-            if mailbox.name == name:
-                return mailbox
-        raise MailboxNotFound(f"no mailbox {name}")
+        found = self.mailboxes(name)
+        if not found:
+            raise MailboxNotFound(f"no mailbox {name}")
+        return found[0]
+
+    def view(self, name: str) -> MailboxView:
+        """A mailbox's state and UIDs, consistent with each other (one read transaction)."""
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                row = self._mailbox_row(name)
+                uids = array("I")
+                unseen, first_unseen, flag_sets = 0, None, set()
+                for uid, flags in self._db.execute(
+                    "SELECT uid, flags FROM messages WHERE mailbox_id = ? ORDER BY uid",
+                    (row["id"],),
+                ):
+                    uids.append(uid)
+                    if "\\Seen" not in flags:
+                        unseen += 1
+                        first_unseen = first_unseen or uid
+                    flag_sets.add(flags)
+            finally:
+                self._db.execute("COMMIT")
+        keywords = {flag for text in flag_sets for flag in split_flags(text)}
+        return MailboxView(
+            row["name"], row["uidvalidity"], row["uidnext"], row["highestmodseq"], uids, unseen,
+            first_unseen, tuple(sorted(flag for flag in keywords if not flag.startswith("\\"))),
+        )  # fmt: skip
 
     def special_mailbox(self, special_use: str) -> str:
         """The mailbox with this special use (RFC 6154), or INBOX when there is none."""
@@ -293,6 +321,15 @@ class Account:
                 "SELECT name FROM mailboxes WHERE special_use = ? ORDER BY id", special_use
             )
         return str(rows[0]["name"]) if rows else INBOX
+
+    def subscribe(self, name: str, subscribed: bool) -> None:
+        """Mark a mailbox subscribed or not (IMAP SUBSCRIBE/UNSUBSCRIBE, RFC 9051 §6.3.7)."""
+        name = normalize_mailbox_name(name)
+        with self._lock:
+            self._mailbox_row(name)
+            self._db.execute(
+                "UPDATE mailboxes SET subscribed = ? WHERE name = ?", (int(subscribed), name)
+            )
 
     def create_mailbox(self, name: str, special_use: str | None = None) -> None:
         name = normalize_mailbox_name(name)
@@ -312,10 +349,13 @@ class Account:
         self.events.publish(MailboxChanged(self.address, name, name, created=True))
 
     def rename_mailbox(self, old: str, new: str) -> None:
-        """Rename a mailbox and the mailboxes below it; their UIDs stay valid."""
+        """Rename a mailbox and the mailboxes below it; their UIDs stay valid. Renaming INBOX
+        moves its messages to a new mailbox and leaves INBOX empty (RFC 9051 §6.3.6)."""
         old, new = normalize_mailbox_name(old), normalize_mailbox_name(new)
         if old == INBOX:
-            raise MailStoreError("renaming INBOX is not supported yet")
+            self.create_mailbox(new)
+            self.move(INBOX, [message.uid for message in self.messages(INBOX, headers=False)], new)
+            return
         if new == old or new.startswith(old + "/"):
             raise MailStoreError(f"cannot rename {old} into itself")
         with self._lock:
@@ -478,31 +518,71 @@ class Account:
                              delivery.stored.modseq)
             )  # fmt: skip
 
-    def messages(self, mailbox: str) -> list[Message]:
+    def messages(
+        self,
+        mailbox: str,
+        uid_ranges: Sequence[tuple[int, int]] | None = None,
+        *,
+        headers: bool = True,
+        changed_since: int | None = None,
+    ) -> list[Message]:
+        """Messages in UID order: all, or those in the (low, high) UID ranges; with their
+        envelope headers unless headers=False; only those whose MODSEQ exceeds changed_since."""
+        columns = "uid, flags, modseq, internal_date, size" + (", headers" if headers else "")
+        sql = f"SELECT {columns} FROM messages WHERE mailbox_id = ? AND uid BETWEEN ? AND ?"
+        if changed_since is not None:
+            sql += f" AND modseq > {int(changed_since)}"
         with self._lock:
             row = self._mailbox_row(mailbox)
-            rows = self._rows(
-                "SELECT uid, flags, modseq, internal_date, size, headers FROM messages"
-                " WHERE mailbox_id = ? ORDER BY uid",
-                row["id"],
-            )
+            rows = [
+                found
+                for low, high in uid_ranges or [(1, 2**32)]
+                for found in self._db.execute(sql + " ORDER BY uid", (row["id"], low, high))
+            ]
         return [
-            Message(r["uid"], split_flags(r["flags"]), r["modseq"], r["internal_date"], r["size"],
-                    json.loads(r["headers"]))
+            Message(r[0], split_flags(r[1]), r[2], r[3], r[4], json.loads(r[5]) if headers else {})
             for r in rows
-        ]  # fmt: skip
+        ]
+
+    def vanished(
+        self, mailbox: str, since_modseq: int, uid_ranges: Sequence[tuple[int, int]] | None = None
+    ) -> list[int]:
+        """UIDs expunged after `since_modseq` (RFC 7162 QRESYNC), ascending."""
+        with self._lock:
+            row = self._mailbox_row(mailbox)
+            return [
+                uid
+                for low, high in uid_ranges or [(1, 2**32)]
+                for (uid,) in self._db.execute(
+                    "SELECT uid FROM vanished WHERE mailbox_id = ? AND modseq > ?"
+                    " AND uid BETWEEN ? AND ? ORDER BY uid",
+                    (row["id"], since_modseq, low, high),
+                )
+            ]
+
+    def message_files(self, mailbox: str, uids: Iterable[int]) -> dict[int, Path]:
+        """The files of these messages (those that still exist), to stream from."""
+        wanted = set(uids)
+        if not wanted:
+            return {}
+        with self._lock:
+            row = self._mailbox_row(mailbox)
+            cur = self._folder_path(row["folder"]) / "cur"
+            return {
+                uid: cur / file
+                for uid, file in self._db.execute(
+                    "SELECT uid, file FROM messages WHERE mailbox_id = ? AND uid BETWEEN ? AND ?",
+                    (row["id"], min(wanted), max(wanted)),
+                )
+                if uid in wanted
+            }
 
     def message_file(self, mailbox: str, uid: int) -> Path:
         """The message's file, to stream from (it never changes while it exists)."""
-        with self._lock:
-            row = self._mailbox_row(mailbox)
-            found = self._rows(
-                "SELECT file FROM messages WHERE mailbox_id = ? AND uid = ?", row["id"], uid
-            )
-        if not found:
+        found = self.message_files(mailbox, [uid])
+        if uid not in found:
             raise MailStoreError(f"no message {uid} in {mailbox}")
-        file: str = found[0]["file"]
-        return self._folder_path(row["folder"]) / "cur" / file
+        return found[uid]
 
     def set_flags(
         self,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
@@ -65,6 +66,7 @@ class Mailbox:
     messages: int
     unseen: int
     size: int
+    deleted: int  # messages flagged \\Deleted
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,21 @@ class Message:
     modseq: int
     internal_date: int
     size: int
-    headers: dict[str, str]
+    headers: dict[str, str]  # empty when not asked for (Account.messages(headers=False))
+
+
+@dataclass(frozen=True)
+class MailboxView:
+    """What a client opening a mailbox needs (IMAP SELECT), read in one transaction."""
+
+    name: str
+    uidvalidity: int
+    uidnext: int
+    highestmodseq: int
+    uids: array[int]  # every message's UID, ascending ("I": 4 bytes each, for big mailboxes)
+    unseen: int
+    first_unseen_uid: int | None
+    keywords: tuple[str, ...]  # the keywords in use, for FLAGS and PERMANENTFLAGS
 
 
 @dataclass(frozen=True)

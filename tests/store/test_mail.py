@@ -616,3 +616,52 @@ def test_an_account_opening_does_not_hold_up_the_others(
     assert done_meanwhile, "alice's account waited for bob's to open"
     assert len(opened) == 2 and opened[0] is opened[1]  # bob's was opened once
     assert sorted(path.name for path in store.root.iterdir()) == [ADDRESS, bob]
+
+
+def test_a_view_lists_uids_unseen_and_keywords(account: Account) -> None:
+    for subject in ("one", "two", "three"):
+        account.deliver(message(subject))
+    account.set_flags("INBOX", [1], ["\\Seen", "$Forwarded"], "add")
+    view = account.view("inbox")
+    assert (view.name, list(view.uids), view.unseen, view.first_unseen_uid) == (
+        "INBOX",
+        [1, 2, 3],
+        2,
+        2,
+    )
+    assert view.keywords == ("$Forwarded",)
+    assert (view.uidnext, view.highestmodseq) == (4, account.mailbox("INBOX").highestmodseq)
+
+
+def test_messages_by_uid_range_and_modseq_and_vanished_uids(account: Account) -> None:
+    for subject in ("one", "two", "three", "four"):
+        account.deliver(message(subject))
+    before = account.mailbox("INBOX").highestmodseq
+    account.set_flags("INBOX", [2], ["\\Flagged"], "add")
+    account.expunge("INBOX", [4], only_deleted=False)
+    assert [m.uid for m in account.messages("INBOX", [(1, 1), (3, 9)])] == [1, 3]
+    [changed] = account.messages("INBOX", changed_since=before, headers=False)
+    assert (changed.uid, changed.flags, changed.headers) == (2, ("\\Flagged",), {})
+    assert account.vanished("INBOX", before) == [4]
+    assert account.vanished("INBOX", before, [(1, 3)]) == []
+    assert sorted(account.message_files("INBOX", [1, 4, 3])) == [1, 3]
+
+
+def test_subscriptions(account: Account) -> None:
+    account.subscribe("Sent", False)
+    assert not account.mailbox("Sent").subscribed
+    account.subscribe("Sent", True)
+    assert account.mailbox("Sent").subscribed
+    with pytest.raises(MailboxNotFound):
+        account.subscribe("Nowhere", True)
+
+
+def test_renaming_inbox_moves_its_messages_and_leaves_it_empty(account: Account) -> None:
+    account.create_mailbox("INBOX/Child")
+    account.deliver(message("one"))
+    account.deliver(message("two"))
+    account.rename_mailbox("INBOX", "Old mail")
+    assert account.messages("INBOX") == []
+    assert [m.headers["subject"] for m in account.messages("Old mail")] == ["one", "two"]
+    assert "INBOX/Child" in {box.name for box in account.mailboxes()}
+    assert len(cur_files(account, "INBOX")) == 0
