@@ -20,6 +20,15 @@ class ParseError(Exception):
         self.tag = tag
 
 
+class UnknownCharset(ParseError):
+    """SEARCH CHARSET names a charset the server does not search in: the reply is
+    `<tag> NO [BADCHARSET (UTF-8 US-ASCII)]` (RFC 9051 §6.4.4), not BAD."""
+
+    def __init__(self, charset: str, tag: str | None = None) -> None:
+        super().__init__("unsupported charset", tag)
+        self.charset = charset
+
+
 # -- sequence sets (RFC 9051 §9 sequence-set) ---------------------------------------------------
 
 STAR = 0  # "*" in a sequence set: the largest number in use

@@ -9,7 +9,8 @@ from collections.abc import Iterable
 from pcloud.imap.utf7 import encode_utf7
 
 NIL = b"NIL"
-_QUOTABLE = re.compile(rb'^[\x01-\x09\x0b\x0c\x0e-\x7f]*$')  # CHAR minus CR and LF
+_QUOTABLE = re.compile(rb"^[\x01-\x09\x0b\x0c\x0e-\x7f]*$")  # CHAR minus CR and LF
+_UTF8_QUOTABLE = re.compile(rb"^[^\x00\r\n]*$")
 _ATOM = re.compile(rb'^[^\x00-\x20\x7f-\xff(){%*"\\\]]+$')
 
 
@@ -21,7 +22,10 @@ def string(value: str | bytes, *, utf8: bool = False) -> bytes:
     """A quoted string when the value allows it, else a literal. 8-bit text is quoted only when
     the client enabled UTF8=ACCEPT (RFC 6855) or IMAP4rev2."""
     data = value.encode("utf-8", "surrogateescape") if isinstance(value, str) else value
-    if len(data) < 1000 and (_QUOTABLE.match(data) or (utf8 and b"\r" not in data and b"\n" not in data and b"\0" not in data)):
+    if len(data) < 1000 and (
+        _QUOTABLE.match(data)
+        or (utf8 and b"\r" not in data and b"\n" not in data and b"\0" not in data)
+    ):
         return b'"' + data.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
     return literal(data)
 

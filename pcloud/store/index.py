@@ -83,6 +83,11 @@ def header_block(message: bytes) -> bytes:
 
 
 def envelope_headers(message: bytes) -> dict[str, str]:
-    """The first value of each envelope field, as written (8-bit bytes kept as surrogates)."""
+    """The first value of each envelope field, as written (folding kept, 8-bit bytes kept as
+    surrogates: str() of a compat32 header would turn them into U+FFFD)."""
     parsed = BytesHeaderParser(policy=compat32).parsebytes(header_block(message))
-    return {name: str(parsed[name]) for name in ENVELOPE_FIELDS if parsed[name] is not None}
+    found: dict[str, str] = {}
+    for name, value in parsed.raw_items():
+        if name.lower() in ENVELOPE_FIELDS:
+            found.setdefault(name.lower(), value)
+    return found

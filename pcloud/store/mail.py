@@ -51,10 +51,11 @@ from pcloud.store.mail_values import (
     FlagChange,
     FlagMode,
     Mailbox,
+    MailboxChanges,
     MailboxExists,
     MailboxNotFound,
-    MailStoreError,
     MailboxView,
+    MailStoreError,
     Message,
     NoSuchAccount,
     QuotaExceeded,
@@ -559,6 +560,31 @@ class Account:
                     (row["id"], since_modseq, low, high),
                 )
             ]
+
+    def changes(self, mailbox: str, since_modseq: int) -> MailboxChanges:
+        """Messages added or changed, and UIDs expunged, after `since_modseq`."""
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                row = self._mailbox_row(mailbox)
+                changed = [
+                    Message(r[0], split_flags(r[1]), r[2], r[3], r[4], {})
+                    for r in self._db.execute(
+                        "SELECT uid, flags, modseq, internal_date, size FROM messages"
+                        " WHERE mailbox_id = ? AND modseq > ? ORDER BY uid",
+                        (row["id"], since_modseq),
+                    )
+                ]
+                vanished = [
+                    uid
+                    for (uid,) in self._db.execute(
+                        "SELECT uid FROM vanished WHERE mailbox_id = ? AND modseq > ? ORDER BY uid",
+                        (row["id"], since_modseq),
+                    )
+                ]
+            finally:
+                self._db.execute("COMMIT")
+        return MailboxChanges(row["uidvalidity"], row["highestmodseq"], changed, vanished)
 
     def message_files(self, mailbox: str, uids: Iterable[int]) -> dict[int, Path]:
         """The files of these messages (those that still exist), to stream from."""

@@ -94,6 +94,17 @@ class MailboxView:
 
 
 @dataclass(frozen=True)
+class MailboxChanges:
+    """What changed in a mailbox after a MODSEQ, read in one transaction (IMAP sessions catch
+    up with other sessions this way, RFC 7162)."""
+
+    uidvalidity: int
+    highestmodseq: int
+    changed: list[Message]  # added or flags changed (without headers), UID order
+    vanished: list[int]  # expunged UIDs
+
+
+@dataclass(frozen=True)
 class Stored:
     mailbox: str
     uid: int

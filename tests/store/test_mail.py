@@ -665,3 +665,17 @@ def test_renaming_inbox_moves_its_messages_and_leaves_it_empty(account: Account)
     assert [m.headers["subject"] for m in account.messages("Old mail")] == ["one", "two"]
     assert "INBOX/Child" in {box.name for box in account.mailboxes()}
     assert len(cur_files(account, "INBOX")) == 0
+
+
+def test_changes_since_a_modseq(account: Account) -> None:
+    account.deliver(message("one"))
+    account.deliver(message("two"))
+    since = account.mailbox("INBOX").highestmodseq
+    account.deliver(message("three"))
+    account.set_flags("INBOX", [1], ["\\Seen"], "add")
+    account.expunge("INBOX", [2], only_deleted=False)
+    changes = account.changes("INBOX", since)
+    assert [(m.uid, m.flags) for m in changes.changed] == [(1, ("\\Seen",)), (3, ())]
+    assert changes.vanished == [2]
+    assert changes.highestmodseq == account.mailbox("INBOX").highestmodseq
+    assert account.changes("INBOX", changes.highestmodseq).changed == []

@@ -1,0 +1,303 @@
+"""IMAP connections: reading commands (with their literals) within bounds, STARTTLS, connection
+limits, and handing each parsed command to the session.
+
+Bounds on what a client controls: a command line is at most MAX_LINE bytes; literals together
+at most MAX_COMMAND bytes, except APPEND's message, which may reach the APPENDLIMIT (the SMTP
+message size limit: one limit for a message however it arrives); connections per address and
+signed-in connections per user come from the [imap] config section; a session is closed after
+AUTOLOGOUT seconds without a command (RFC 9051 §5.4).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import socket
+import ssl
+import weakref
+from collections import Counter
+
+from pcloud.directory.throttle import address_key
+from pcloud.imap.parse import literal_at_end, parse_command
+from pcloud.imap.session import Logout, Session
+from pcloud.imap.values import ParseError, UnknownCharset
+from pcloud.listeners import Stop
+from pcloud.services import Services
+from pcloud.store.mail import MailStore
+
+log = logging.getLogger(__name__)
+
+MAX_LINE = 64 * 1024
+MAX_COMMAND = 256 * 1024  # literals of commands other than APPEND
+UNAUTHENTICATED_TIMEOUT = 60
+AUTOLOGOUT = 30 * 60
+FLUSH_AT = 256 * 1024  # bytes written before waiting for the client to take them
+
+_ids = itertools.count(1)
+
+
+class CommandError(Exception):
+    """A command too large or malformed to read: answered BAD (or closed), never parsed."""
+
+    def __init__(self, text: str, tag: bytes | None, *, fatal: bool = False) -> None:
+        super().__init__(text)
+        self.tag = tag
+        self.fatal = fatal
+
+
+class Limits:
+    """Connections counted per address and per signed-in user, across both IMAP listeners."""
+
+    def __init__(self) -> None:
+        self.per_address: Counter[str] = Counter()
+        self.per_user: Counter[str] = Counter()
+
+
+# One Limits per server instance (tests run several in one process); keyed by its mail store.
+_limits: weakref.WeakKeyDictionary[MailStore, Limits] = weakref.WeakKeyDictionary()
+
+
+class Connection:
+    def __init__(
+        self,
+        services: Services,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        limits: Limits,
+        *,
+        tls: bool,
+    ) -> None:
+        self.services = services
+        self.reader = reader
+        self.writer = writer
+        self.limits = limits
+        self.tls = tls
+        self.id = f"i{next(_ids)}"
+        self.remote: str = writer.get_extra_info("peername")[0]
+        self.user: str | None = None
+        self.unflushed = 0
+
+    # -- output -------------------------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        self.writer.write(data)
+        self.unflushed += len(data)
+
+    async def flush(self) -> None:
+        self.unflushed = 0
+        await self.writer.drain()
+
+    async def flush_if_full(self) -> None:
+        """Called while writing a long response: wait for the client once enough is queued, so
+        that a slow client cannot make the server buffer a whole mailbox."""
+        if self.unflushed >= FLUSH_AT:
+            await self.flush()
+
+    # -- input --------------------------------------------------------------------------------
+
+    async def read_line(self) -> bytes:
+        """One line without its line end; an overlong line is skipped and refused."""
+        try:
+            line = await self.reader.readuntil(b"\n")
+        except asyncio.LimitOverrunError:
+            tag = await self._skip_line()
+            raise CommandError("Line too long", tag) from None
+        except asyncio.IncompleteReadError:
+            raise ConnectionResetError("closed by the client") from None
+        return line.rstrip(b"\r\n")
+
+    async def _skip_line(self) -> bytes | None:
+        """Discard the rest of an overlong line; returns its tag, to answer it."""
+        first = await self.reader.read(MAX_LINE)
+        tag = first.split(b" ", 1)[0] if b" " in first[:100] else None
+        rest = first
+        while not rest.endswith(b"\n") and b"\n" not in rest:
+            rest = await self.reader.read(MAX_LINE)
+            if not rest:
+                raise ConnectionResetError("closed by the client")
+        return tag
+
+    async def read_command(self, appendlimit: int) -> bytes:
+        """A whole command: its lines with each literal in place (RFC 9051 §4.3, RFC 7888)."""
+        data = bytearray()
+        while True:
+            line = await self.read_line()
+            data += line
+            tag = bytes(data).split(b" ", 1)[0]
+            try:
+                literal = literal_at_end(line)
+            except ParseError as error:
+                raise CommandError(str(error), tag) from None
+            if literal is None:
+                return bytes(data)
+            size, non_synchronizing = literal
+            words = bytes(data[:64]).split(b" ")
+            is_append = len(words) > 1 and words[1].upper() == b"APPEND"
+            limit = appendlimit + MAX_COMMAND if is_append else MAX_COMMAND
+            if len(data) + size > limit:
+                if non_synchronizing:  # already on its way: cannot be refused politely
+                    raise CommandError("Literal too large", tag, fatal=True)
+                code = "[TOOBIG] " if is_append else ""
+                raise CommandError(f"{code}Literal too large", tag)
+            if not non_synchronizing:
+                self.write(b"+ Ready for literal data\r\n")
+                await self.flush()
+            try:
+                data += b"\r\n" + await self.reader.readexactly(size)
+            except asyncio.IncompleteReadError:
+                raise ConnectionResetError("closed by the client") from None
+
+    # -- limits -------------------------------------------------------------------------------
+
+    def admit_user(self, address: str) -> bool:
+        if self.limits.per_user[address] >= self.services.config.imap.max_connections_per_user:
+            log.warning("imap login refused: too many connections user=%s conn=%s",
+                        address, self.id)  # fmt: skip
+            return False
+        self.limits.per_user[address] += 1
+        self.user = address
+        return True
+
+    def release(self) -> None:
+        for counter, key in ((self.limits.per_user, self.user),
+                             (self.limits.per_address, address_key(self.remote))):  # fmt: skip
+            if key is not None:
+                counter[key] -= 1
+                if counter[key] <= 0:
+                    del counter[key]
+        self.user = None
+
+
+async def _serve_connection(
+    services: Services,
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    limits: Limits,
+    *,
+    tls: bool,
+) -> None:
+    connection = Connection(services, reader, writer, limits, tls=tls)
+    key = address_key(connection.remote)
+    if limits.per_address[key] >= services.config.imap.max_connections_per_address:
+        log.warning("imap connection refused: too many remote=%s", connection.remote)
+        writer.write(b"* BYE Too many connections from your address\r\n")
+        writer.close()
+        return
+    limits.per_address[key] += 1
+    session = Session(services, connection)
+    log.info("imap connected conn=%s remote=%s tls=%s", connection.id, connection.remote, tls)
+    try:
+        connection.write(
+            b"* OK [CAPABILITY " + session.capabilities().encode() + b"] pcloud ready\r\n"
+        )
+        await connection.flush()
+        await _command_loop(services, connection, session)
+    except (ConnectionError, TimeoutError, ssl.SSLError) as error:
+        log.info(
+            "imap disconnected conn=%s reason=%s", connection.id, error or type(error).__name__
+        )
+    finally:
+        session.close()
+        connection.release()
+        writer.close()
+        with contextlib.suppress(ConnectionError, ssl.SSLError, TimeoutError):
+            await asyncio.wait_for(writer.wait_closed(), 5)
+    log.info("imap closed conn=%s", connection.id)
+
+
+async def _command_loop(services: Services, connection: Connection, session: Session) -> None:
+    appendlimit = services.config.smtp.max_message_bytes
+    while True:
+        timeout = AUTOLOGOUT if session.account is not None else UNAUTHENTICATED_TIMEOUT
+        try:
+            data = await asyncio.wait_for(connection.read_command(appendlimit), timeout)
+        except TimeoutError:
+            connection.write(b"* BYE Autologout: idle for too long\r\n")
+            await connection.flush()
+            return
+        except CommandError as error:
+            tag = error.tag.decode("ascii", "replace") if error.tag else "*"
+            connection.write(f"{tag} BAD {error}\r\n".encode())
+            if error.fatal:
+                connection.write(b"* BYE Too much data\r\n")
+                await connection.flush()
+                return
+            await connection.flush()
+            continue
+        try:
+            command = parse_command(data, utf8=session.utf8)
+        except UnknownCharset as error:  # RFC 9051 §6.4.4: NO, naming the charsets known
+            connection.write(
+                f"{error.tag or '*'} NO [BADCHARSET (UTF-8 US-ASCII)] {error}\r\n".encode()
+            )
+            await connection.flush()
+            continue
+        except ParseError as error:
+            connection.write(f"{error.tag or '*'} BAD {error}\r\n".encode())
+            await connection.flush()
+            continue
+        if command.name == "STARTTLS":
+            await _starttls(services, connection, session, command.tag)
+            continue
+        try:
+            await session.run(command)
+        except Logout:
+            await connection.flush()
+            return
+        await connection.flush()
+
+
+# RFC 9051 §6.2.1
+async def _starttls(services: Services, connection: Connection, session: Session, tag: str) -> None:
+    if connection.tls:
+        connection.write(f"{tag} BAD Already using TLS\r\n".encode())
+        return
+    # Plaintext pipelined after STARTTLS would be read as if it came over TLS (a command
+    # injection, CVE-2011-0411 in Postfix): refuse. StreamReader has no public way to ask.
+    if connection.reader._buffer:  # type: ignore[attr-defined]
+        connection.write(f"{tag} BAD Nothing may follow STARTTLS\r\n".encode())
+        return
+    connection.write(f"{tag} OK Begin TLS negotiation now\r\n".encode())
+    await connection.flush()
+    await connection.writer.start_tls(services.tls.server_context)
+    connection.tls = True
+
+
+async def _serve(services: Services, sock: socket.socket, *, implicit_tls: bool) -> Stop:
+    limits = _limits.setdefault(services.mail, Limits())
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def connected(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        tasks.add(task)
+        try:
+            await _serve_connection(services, reader, writer, limits, tls=implicit_tls)
+        finally:
+            tasks.discard(task)
+
+    server = await asyncio.start_server(
+        connected,
+        sock=sock,
+        ssl=services.tls.server_context if implicit_tls else None,
+        limit=MAX_LINE,
+    )
+
+    async def stop() -> None:
+        server.close()
+        for task in list(tasks):
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await server.wait_closed()
+
+    return stop
+
+
+async def serve_starttls(services: Services, sock: socket.socket) -> Stop:
+    return await _serve(services, sock, implicit_tls=False)
+
+
+async def serve_implicit_tls(services: Services, sock: socket.socket) -> Stop:
+    return await _serve(services, sock, implicit_tls=True)
