@@ -15,6 +15,7 @@ Implementation notes:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,9 +31,10 @@ from pcloud.imap.message import (
     partial,
     section_bytes,
 )
+from pcloud.imap.mime import Part, parse_structure
 from pcloud.imap.search import compress_sequence
 from pcloud.imap.values import Command, Fetch, FetchAttribute, Qresync, Section
-from pcloud.imap.wire import NIL, literal, parenthesized
+from pcloud.imap.wire import NIL, flag_list, literal, parenthesized
 from pcloud.store.index import header_block
 from pcloud.store.mail_values import Message
 
@@ -97,19 +99,41 @@ def _read_all(files: dict[int, Path], header_only: bool) -> dict[int, bytes | No
     return {uid: _read(path, header_only) for uid, path in files.items()}
 
 
-def _batches(
-    pairs: list[tuple[int, int]], sizes: dict[int, int] | None
+def _batches(pairs: list[tuple[int, int]]) -> Iterator[list[tuple[int, int]]]:
+    for start in range(0, len(pairs), BATCH_MESSAGES):
+        yield pairs[start : start + BATCH_MESSAGES]
+
+
+def _by_size(
+    batch: list[tuple[int, int]], found: dict[int, Message]
 ) -> Iterator[list[tuple[int, int]]]:
-    batch: list[tuple[int, int]] = []
-    batch_bytes = 0
-    for pair in pairs:
-        batch.append(pair)
-        batch_bytes += sizes.get(pair[1], 0) if sizes else 0
-        if len(batch) >= BATCH_MESSAGES or batch_bytes >= BATCH_BYTES:
-            yield batch
-            batch, batch_bytes = [], 0
-    if batch:
-        yield batch
+    """A batch cut where its messages' content would exceed BATCH_BYTES in memory."""
+    group: list[tuple[int, int]] = []
+    group_bytes = 0
+    for pair in batch:
+        message = found.get(pair[1])
+        size = message.size if message is not None else 0
+        if group and group_bytes + size > BATCH_BYTES:
+            yield group
+            group, group_bytes = [], 0
+        group.append(pair)
+        group_bytes += size
+    if group:
+        yield group
+
+
+class _Body:
+    """A message's bytes, and its MIME structure, parsed at most once per FETCH."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self._structure: Part | None = None
+
+    @property
+    def structure(self) -> Part:
+        if self._structure is None:
+            self._structure = parse_structure(self.data)
+        return self._structure
 
 
 def uid_ranges(uids: list[int]) -> list[tuple[int, int]]:
@@ -152,8 +176,7 @@ async def fetch(session: Session, command: Command) -> str:
     content = [a for a in attributes if a.name not in INDEX_ONLY]
     header_only = all(_reads_header_only(a) for a in content)
     sets_seen = not selected.read_only and any(_sets_seen(a) for a in attributes)
-    sizes = None
-    for batch in _batches(pairs, sizes):
+    for batch in _batches(pairs):
         rows = await session.store_call(
             account.messages, selected.name, uid_ranges([uid for _, uid in batch]),
             headers=headers, changed_since=arguments.changed_since,
@@ -163,22 +186,28 @@ async def fetch(session: Session, command: Command) -> str:
         if sets_seen:
             seen_now = {uid for uid, m in found.items() if "\\Seen" not in m.flags}
             await _mark_seen(session, seen_now)
-        contents: dict[int, bytes | None] = {}
+        files = {}
         if content:
             files = await session.store_call(account.message_files, selected.name, found)
-            contents = await asyncio.to_thread(_read_all, files, header_only)
-        for number, uid in batch:
-            message = found.get(uid)
-            if message is None or (content and contents.get(uid) is None):
-                continue  # expunged meanwhile (or unchanged since CHANGEDSINCE)
-            if uid in seen_now:
-                message = Message(uid, tuple(sorted({*message.flags, "\\Seen"})), message.modseq,
-                                  message.internal_date, message.size, message.headers)  # fmt: skip
-            items = [_item(session, a, message, contents.get(uid)) for a in attributes]
-            if uid in seen_now and not any(a.name == "FLAGS" for a in attributes):
-                items.append(_item(session, FetchAttribute("FLAGS"), message, None))
-            session.untagged(b"%d FETCH " % number + parenthesized(items))
-            await session.connection.flush_if_full()
+        for group in _by_size(batch, found):
+            contents: dict[int, bytes | None] = {}
+            if content:
+                wanted = {uid: files[uid] for _, uid in group if uid in files}
+                contents = await asyncio.to_thread(_read_all, wanted, header_only)
+            for number, uid in group:
+                message = found.get(uid)
+                data = contents.get(uid)
+                if message is None or (content and data is None):
+                    continue  # expunged meanwhile (or unchanged since CHANGEDSINCE)
+                if uid in seen_now:
+                    flags = tuple(sorted({*message.flags, "\\Seen"}))
+                    message = dataclasses.replace(message, flags=flags)
+                body = _Body(data) if data is not None else None
+                items = [_item(session, a, message, body) for a in attributes]
+                if uid in seen_now and not any(a.name == "FLAGS" for a in attributes):
+                    items.append(b"FLAGS " + flag_list(message.flags))
+                session.untagged(b"%d FETCH " % number + parenthesized(items))
+                await session.connection.flush_if_full()
     return "FETCH completed"
 
 
@@ -193,11 +222,9 @@ async def _mark_seen(session: Session, uids: set[int]) -> None:
 
 
 def _item(
-    session: Session, attribute: FetchAttribute, message: Message, data: bytes | None
+    session: Session, attribute: FetchAttribute, message: Message, body: _Body | None
 ) -> bytes:
     """One FETCH data item (RFC 9051 §7.5.2)."""
-    from pcloud.imap.session import flag_list
-
     name = attribute.name
     if name == "UID":
         return b"UID %d" % message.uid
@@ -211,31 +238,36 @@ def _item(
         return b"MODSEQ (%d)" % message.modseq
     if name == "ENVELOPE":
         return b"ENVELOPE " + envelope(message.headers, utf8=session.utf8)
-    assert data is not None
+    assert body is not None
+    data = body.data
     if name in ("BODYSTRUCTURE", "BODY") and attribute.section is None:
-        return (
-            name.encode()
-            + b" "
-            + bodystructure(data, extensible=name == "BODYSTRUCTURE", utf8=session.utf8)
+        extensible = name == "BODYSTRUCTURE"
+        structure = bodystructure(
+            data, extensible=extensible, utf8=session.utf8, structure=body.structure
         )
+        return name.encode() + b" " + structure
     if name == "RFC822":
         return b"RFC822 " + literal(data)
     if name == "RFC822.HEADER":
         return b"RFC822.HEADER " + literal(header_block(data))
     if name == "RFC822.TEXT":
-        return b"RFC822.TEXT " + literal(section_bytes(data, Section(text="TEXT")) or b"")
+        text = section_bytes(data, Section(text="TEXT"), structure=body.structure)
+        return b"RFC822.TEXT " + literal(text or b"")
     section = attribute.section
     assert section is not None
     if name == "BODY":
-        if section.text in ("HEADER.FIELDS", "HEADER.FIELDS.NOT") and not section.part:
-            value: bytes | None = header_fields(
-                header_block(data), section.fields, exclude=section.text == "HEADER.FIELDS.NOT"
-            )
+        if not section.part and section.text != "TEXT":  # the header, or the whole message
+            value: bytes | None = data
+            if section.text is not None:
+                fields, exclude = section.fields, section.text == "HEADER.FIELDS.NOT"
+                value = header_block(data)
+                if section.text != "HEADER":
+                    value = header_fields(value, fields, exclude=exclude)
         else:
-            value = section_bytes(data, section)
+            value = section_bytes(data, section, structure=body.structure)
         return _section_item(b"BODY[" + section.label().encode() + b"]", value, attribute)
     try:
-        decoded = binary_section(data, section)
+        decoded = binary_section(data, section, structure=body.structure)
     except UnknownTransferEncoding:
         raise ImapError("Unknown Content-Transfer-Encoding", code="UNKNOWN-CTE") from None
     label = ".".join(str(n) for n in section.part).encode()

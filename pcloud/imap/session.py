@@ -31,7 +31,7 @@ from pcloud.imap.values import (
     Login,
     Select,
 )
-from pcloud.imap.wire import mailbox, parenthesized, string
+from pcloud.imap.wire import flag_list, mailbox, parenthesized, string
 from pcloud.services import Services
 from pcloud.store.mail import Account
 from pcloud.store.mail_values import MailStoreError, Message
@@ -225,7 +225,7 @@ class Session:
         names += [
             "NAMESPACE", "UNSELECT", "UIDPLUS", "MOVE", "CHILDREN", "SPECIAL-USE",
             "CREATE-SPECIAL-USE", "CONDSTORE", "QRESYNC", "ESEARCH", "LIST-EXTENDED",
-            "LIST-STATUS", "QUOTA", "QUOTA=RES-STORAGE", "QUOTA=RES-MESSAGE", "BINARY",
+            "LIST-STATUS", "QUOTA", "QUOTA=RES-STORAGE", "BINARY",
             "STATUS=SIZE", "UTF8=ACCEPT", f"APPENDLIMIT={limit}",
         ]  # fmt: skip
         return " ".join(names)
@@ -260,10 +260,6 @@ class Session:
         self._watcher = asyncio.create_task(self._watch(address))
 
 
-def flag_list(flags: tuple[str, ...] | list[str]) -> bytes:
-    return parenthesized(flag.encode() for flag in flags)
-
-
 # -- handlers of the session-level commands ------------------------------------------------------
 
 
@@ -275,8 +271,8 @@ async def capability(session: Session, command: Command) -> str:
 
 # RFC 9051 §6.1.2
 async def noop(session: Session, command: Command) -> str:
-    session.dirty = True  # NOOP is how clients poll: always look for changes
-    return "NOOP completed"
+    session.dirty = True  # NOOP (and CHECK) is how clients poll: always look for changes
+    return f"{command.name} completed"
 
 
 # RFC 9051 §6.1.3

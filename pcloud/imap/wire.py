@@ -48,3 +48,7 @@ def mailbox(name: str, *, utf8: bool) -> bytes:
 
 def parenthesized(items: Iterable[bytes]) -> bytes:
     return b"(" + b" ".join(items) + b")"
+
+
+def flag_list(flags: Iterable[str]) -> bytes:
+    return parenthesized(flag.encode() for flag in flags)
