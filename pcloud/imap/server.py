@@ -77,22 +77,25 @@ class Connection:
         self.id = f"i{next(_ids)}"
         self.remote: str = writer.get_extra_info("peername")[0]
         self.user: str | None = None
-        self.unflushed = 0
+        self.output = bytearray()
 
     # -- output -------------------------------------------------------------------------------
 
     def write(self, data: bytes) -> None:
-        self.writer.write(data)
-        self.unflushed += len(data)
+        """Queue output; it leaves at the next flush. Gathering a response's lines saves a TLS
+        record (and a system call) per line: a FETCH 1:* is one line per message."""
+        self.output += data
 
     async def flush(self) -> None:
-        self.unflushed = 0
+        if self.output:
+            self.writer.write(self.output)
+            self.output = bytearray()
         await self.writer.drain()
 
     async def flush_if_full(self) -> None:
-        """Called while writing a long response: wait for the client once enough is queued, so
-        that a slow client cannot make the server buffer a whole mailbox."""
-        if self.unflushed >= FLUSH_AT:
+        """Called while writing a long response: send once enough is queued, waiting for the
+        client to take it, so that a slow client cannot make the server buffer a mailbox."""
+        if len(self.output) >= FLUSH_AT:
             await self.flush()
 
     # -- input --------------------------------------------------------------------------------
@@ -240,6 +243,7 @@ async def _command_loop(services: Services, connection: Connection, session: Ses
             continue
         if command.name == "STARTTLS":
             await _starttls(services, connection, session, command.tag)
+            await connection.flush()
             continue
         try:
             await session.run(command)

@@ -321,6 +321,7 @@ async def authenticate(session: Session, command: Command) -> str:
     response = command.arguments.initial
     if response is None:
         session.connection.write(b"+ \r\n")
+        await session.connection.flush()
         line = await session.connection.read_line()
         if line == b"*":
             raise bad("Authentication cancelled")
