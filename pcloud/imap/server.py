@@ -2,10 +2,15 @@
 limits, and handing each parsed command to the session.
 
 Bounds on what a client controls: a command line is at most MAX_LINE bytes; literals together
-at most MAX_COMMAND bytes, except APPEND's message, which may reach the APPENDLIMIT (the SMTP
-message size limit: one limit for a message however it arrives); connections per address and
-signed-in connections per user come from the [imap] config section; a session is closed after
-AUTOLOGOUT seconds without a command (RFC 9051 §5.4).
+at most MAX_COMMAND bytes, except APPEND's message once signed in, which may reach the APPENDLIMIT
+(the SMTP message size limit: one limit for a message however it arrives); connections per
+address and signed-in connections per user come from the [imap] config section; a session is
+closed after AUTOLOGOUT seconds without a command (RFC 9051 §5.4), UNAUTHENTICATED_TIMEOUT before
+signing in.
+
+A line or literal that cannot be read is answered BAD (or NO [TOOBIG]) with the session intact,
+except a non-synchronizing literal that cannot be taken: its bytes are already on their way and
+would be read as commands, so the connection is closed with BYE (RFC 7888 §4).
 """
 
 from __future__ import annotations
@@ -14,10 +19,12 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import re
 import socket
 import ssl
 import weakref
 from collections import Counter
+from typing import NoReturn
 
 from pcloud.directory.throttle import address_key
 from pcloud.imap.parse import literal_at_end, parse_command
@@ -34,17 +41,21 @@ MAX_COMMAND = 256 * 1024  # literals of commands other than APPEND
 UNAUTHENTICATED_TIMEOUT = 60
 AUTOLOGOUT = 30 * 60
 FLUSH_AT = 256 * 1024  # bytes written before waiting for the client to take them
+_TAG = re.compile(rb'[^\x00-\x20\x7f-\xff(){%*"\\+]+')  # RFC 9051 §9 tag, as parse.py reads it
 
 _ids = itertools.count(1)
 
 
 class CommandError(Exception):
-    """A command too large or malformed to read: answered BAD (or closed), never parsed."""
+    """A command too large or malformed to read: answered BAD or NO (or closed), never parsed."""
 
-    def __init__(self, text: str, tag: bytes | None, *, fatal: bool = False) -> None:
+    def __init__(
+        self, text: str, tag: bytes | None, *, fatal: bool = False, status: str = "BAD"
+    ) -> None:
         super().__init__(text)
         self.tag = tag
         self.fatal = fatal
+        self.status = status
 
 
 class Limits:
@@ -101,26 +112,35 @@ class Connection:
     # -- input --------------------------------------------------------------------------------
 
     async def read_line(self) -> bytes:
-        """One line without its line end; an overlong line is skipped and refused."""
+        """One line without its line end; an overlong line is skipped and refused. Before
+        signing in, each line must come within UNAUTHENTICATED_TIMEOUT (AUTHENTICATE reads its
+        continuation lines here too, outside the command loop's timer)."""
         try:
-            line = await self.reader.readuntil(b"\n")
-        except asyncio.LimitOverrunError:
-            tag = await self._skip_line()
-            raise CommandError("Line too long", tag) from None
+            timeout = None if self.user else UNAUTHENTICATED_TIMEOUT
+            line = await asyncio.wait_for(self.reader.readuntil(b"\n"), timeout)
+        except asyncio.LimitOverrunError as error:
+            await self._skip_line(error.consumed)
         except asyncio.IncompleteReadError:
             raise ConnectionResetError("closed by the client") from None
         return line.rstrip(b"\r\n")
 
-    async def _skip_line(self) -> bytes | None:
-        """Discard the rest of an overlong line; returns its tag, to answer it."""
-        first = await self.reader.read(MAX_LINE)
-        tag = first.split(b" ", 1)[0] if b" " in first[:100] else None
-        rest = first
-        while not rest.endswith(b"\n") and b"\n" not in rest:
-            rest = await self.reader.read(MAX_LINE)
-            if not rest:
-                raise ConnectionResetError("closed by the client")
-        return tag
+    async def _skip_line(self, consumed: int) -> NoReturn:
+        """Discard an overlong line up to its line end, and nothing after it (the next command
+        may be right behind), then refuse it by its tag. A non-synchronizing literal it
+        announces is already on its way and would be read as commands: that is fatal."""
+        try:
+            skipped = await self.reader.readexactly(consumed)  # what the reader holds of it
+            tag = skipped.split(b" ", 1)[0] if b" " in skipped[:100] else None
+            end = skipped[-64:]
+            while True:
+                try:
+                    end = (end + await self.reader.readuntil(b"\n"))[-64:]
+                    break
+                except asyncio.LimitOverrunError as error:
+                    end = (await self.reader.readexactly(error.consumed))[-64:]
+        except asyncio.IncompleteReadError:
+            raise ConnectionResetError("closed by the client") from None
+        raise CommandError("Line too long", tag, fatal=end.rstrip(b"\r\n").endswith(b"+}"))
 
     async def read_command(self, appendlimit: int) -> bytes:
         """A whole command: its lines with each literal in place (RFC 9051 §4.3, RFC 7888)."""
@@ -132,12 +152,18 @@ class Connection:
             try:
                 literal = literal_at_end(line)
             except ParseError as error:
-                raise CommandError(str(error), tag) from None
+                # "{-1+}" and the like: whatever the client meant to send may be on its way
+                raise CommandError(str(error), tag, fatal=line.endswith(b"+}")) from None
             if literal is None:
                 return bytes(data)
             size, non_synchronizing = literal
             words = bytes(data[:64]).split(b" ")
             is_append = len(words) > 1 and words[1].upper() == b"APPEND"
+            if is_append and 0 < appendlimit < size and not non_synchronizing:
+                # RFC 7889 §3: refused before the client sends it (a larger non-synchronizing
+                # one is read, within the bound below, and refused by APPEND alike)
+                text = f"[TOOBIG] The message is larger than the limit of {appendlimit} bytes"
+                raise CommandError(text, tag, status="NO")
             limit = appendlimit + MAX_COMMAND if is_append else MAX_COMMAND
             if len(data) + size > limit:
                 if non_synchronizing:  # already on its way: cannot be refused politely
@@ -211,23 +237,19 @@ async def _serve_connection(
 
 
 async def _command_loop(services: Services, connection: Connection, session: Session) -> None:
-    appendlimit = services.config.smtp.max_message_bytes
     while True:
-        timeout = AUTOLOGOUT if session.account is not None else UNAUTHENTICATED_TIMEOUT
+        signed_in = session.account is not None
+        timeout = AUTOLOGOUT if signed_in else UNAUTHENTICATED_TIMEOUT
+        # APPEND's message may be large only once signed in; before, every command is small.
+        appendlimit = services.config.smtp.max_message_bytes if signed_in else 0
         try:
             data = await asyncio.wait_for(connection.read_command(appendlimit), timeout)
         except TimeoutError:
-            connection.write(b"* BYE Autologout: idle for too long\r\n")
-            await connection.flush()
+            await _autologout(connection)
             return
         except CommandError as error:
-            tag = error.tag.decode("ascii", "replace") if error.tag else "*"
-            connection.write(f"{tag} BAD {error}\r\n".encode())
-            if error.fatal:
-                connection.write(b"* BYE Too much data\r\n")
-                await connection.flush()
+            if not await _refuse(connection, error, error.tag):
                 return
-            await connection.flush()
             continue
         try:
             command = parse_command(data, utf8=session.utf8)
@@ -250,7 +272,29 @@ async def _command_loop(services: Services, connection: Connection, session: Ses
         except Logout:
             await connection.flush()
             return
+        except TimeoutError:  # an AUTHENTICATE continuation line not sent in time
+            await _autologout(connection)
+            return
+        except CommandError as error:  # an unreadable continuation line (AUTHENTICATE, IDLE)
+            if not await _refuse(connection, error, command.tag.encode()):
+                return
         await connection.flush()
+
+
+async def _autologout(connection: Connection) -> None:
+    connection.write(b"* BYE Autologout: idle for too long\r\n")
+    await connection.flush()
+
+
+async def _refuse(connection: Connection, error: CommandError, tag: bytes | None) -> bool:
+    """Answer a command that could not be read; False when the connection must close. A tag
+    that is not one (garbage, 8-bit bytes) is not echoed."""
+    name = tag.decode() if tag and _TAG.fullmatch(tag) else "*"
+    connection.write(f"{name} {error.status} {error}\r\n".encode())
+    if error.fatal:
+        connection.write(b"* BYE The rest of that command cannot be read\r\n")
+    await connection.flush()
+    return not error.fatal
 
 
 # RFC 9051 §6.2.1
@@ -277,8 +321,11 @@ async def _serve(services: Services, sock: socket.socket, *, implicit_tls: bool)
         task = asyncio.current_task()
         assert task is not None
         tasks.add(task)
+        # Cancelled by stop(): Python 3.11's asyncio.streams would log a cancelled connection
+        # task as an unhandled error (3.12 no longer does).
         try:
-            await _serve_connection(services, reader, writer, limits, tls=implicit_tls)
+            with contextlib.suppress(asyncio.CancelledError):
+                await _serve_connection(services, reader, writer, limits, tls=implicit_tls)
         finally:
             tasks.discard(task)
 
