@@ -11,7 +11,13 @@ from typing import TYPE_CHECKING
 
 from pcloud.imap.errors import ImapError, bad, from_store
 from pcloud.imap.fetch import uid_ranges
-from pcloud.imap.search import Candidate, compress_sequence, highest_modseq, mentions_modseq
+from pcloud.imap.search import (
+    Candidate,
+    compress_sequence,
+    highest_modseq,
+    mentions_modseq,
+    needs_headers,
+)
 from pcloud.imap.search import search as run_search
 from pcloud.imap.values import Command, Copy, Search, Store, UidExpunge
 from pcloud.store.mail_values import MailStoreError
@@ -116,7 +122,9 @@ async def search(session: Session, command: Command) -> str:
     with_modseq = mentions_modseq(arguments.key)
     if with_modseq:
         session.enabled.add("CONDSTORE")
-    messages = await session.store_call(account.messages, selected.name)
+    messages = await session.store_call(
+        account.messages, selected.name, headers=needs_headers(arguments.key)
+    )
     candidates = []
     for message in messages:
         number = selected.number_of(message.uid)

@@ -30,7 +30,7 @@ import datetime
 import functools
 import re
 from bisect import bisect_right
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from email.message import Message as EmailMessage
 from email.parser import BytesHeaderParser, BytesParser
@@ -92,19 +92,32 @@ def highest_modseq(matches: Iterable[Candidate]) -> int:
     return max((candidate.message.modseq for candidate in matches), default=0)
 
 
+def _walk(key: SearchKey) -> Iterator[SearchKey]:
+    yield key
+    match key:
+        case Not(inner):
+            yield from _walk(inner)
+        case Or(left, right):
+            yield from _walk(left)
+            yield from _walk(right)
+        case And(keys):
+            for inner in keys:
+                yield from _walk(inner)
+
+
 def mentions_modseq(key: SearchKey) -> bool:
     """Whether the key has a MODSEQ criterion, which makes the reply carry the highest MODSEQ
     (RFC 7162 §3.1.5)."""
-    match key:
-        case ModSeqKey():
-            return True
-        case Not(inner):
-            return mentions_modseq(inner)
-        case Or(left, right):
-            return mentions_modseq(left) or mentions_modseq(right)
-        case And(keys):
-            return any(mentions_modseq(inner) for inner in keys)
-    return False
+    return any(isinstance(inner, ModSeqKey) for inner in _walk(key))
+
+
+def needs_headers(key: SearchKey) -> bool:
+    """Whether the candidates' `Message.headers` (the index's envelope fields) are used: the
+    session loads them only then, which a big mailbox's search feels in its memory."""
+    return any(
+        isinstance(inner, HeaderKey) or (isinstance(inner, DateKey) and inner.which == "sent")
+        for inner in _walk(key)
+    )
 
 
 def compress_sequence(numbers: Iterable[int]) -> str:

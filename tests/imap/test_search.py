@@ -13,6 +13,7 @@ from pcloud.imap.search import (
     compress_sequence,
     highest_modseq,
     mentions_modseq,
+    needs_headers,
     search,
 )
 from pcloud.imap.values import (
@@ -402,3 +403,10 @@ def test_compress_sequence() -> None:
     assert compress_sequence([]) == ""
     assert compress_sequence(iter([4, 5, 1, 2])) == "4:5,1:2"  # order kept (COPYUID)
     assert compress_sequence([3, 2, 1]) == "3,2,1"
+
+
+def test_needs_headers_only_for_header_and_sent_date_keys() -> None:
+    assert not needs_headers(And((FlagKey("\\Seen", True), Not(SizeKey("larger", 5)))))
+    assert not needs_headers(DateKey("internal", "on", datetime.date(2026, 1, 1)))
+    assert needs_headers(Or(All(), Not(HeaderKey("from", "bob"))))
+    assert needs_headers(And((All(), DateKey("sent", "since", datetime.date(2026, 1, 1)))))
