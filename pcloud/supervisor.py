@@ -132,7 +132,10 @@ def _bind(host: str, port: int) -> socket.socket:
 def _listen(
     family: socket.AddressFamily, host: str, port: int, *, dual_stack: bool
 ) -> socket.socket:
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP spelled out: asyncio sets TCP_NODELAY on accepted connections only when the
+    # socket says it is TCP, and without it every reply written in pieces waits 40 ms for the
+    # client's delayed ACK.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if family == socket.AF_INET6:

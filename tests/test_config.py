@@ -58,8 +58,9 @@ def test_values_are_read(tmp_path: Path) -> None:
         ),
         ("[sever]\n", "sever: unknown section"),
         (
-            "[listeners.imap]\n",
-            "listeners.imap: unknown listener (known: https, http, smtp, submission, submissions)",
+            "[listeners.xmpp]\n",
+            "listeners.xmpp: unknown listener (known: https, http, smtp, submission, submissions,"
+            " imap, imaps)",
         ),
         (
             "[listeners.https]\nport = 'abc'\n",
