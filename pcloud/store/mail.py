@@ -210,16 +210,18 @@ class Account:
             log.warning("reconcile: messages without files dropped account=%s mailbox=%s uids=%s",
                         self.address, mailbox["name"], missing)  # fmt: skip
             self._delete_rows(mailbox["id"], missing)
-        for file in sorted(set(files) - set(indexed)):
+        new_files = sorted(set(files) - set(indexed))
+        for file in new_files:
             data = files[file].read_bytes()
             suffix = file.partition(":2,")[2]
             flags = normalize_flags(MAILDIR_FLAGS[c] for c in suffix if c in MAILDIR_FLAGS)
-            uid, _ = self._add_row(
+            self._add_row(
                 mailbox["id"], file, flags, int(files[file].stat().st_mtime), len(data),
                 json.dumps(envelope_headers(data)),
             )  # fmt: skip
-            log.warning("reconcile: file indexed account=%s mailbox=%s uid=%d",
-                        self.address, mailbox["name"], uid)  # fmt: skip
+        if new_files:  # one line, not one per file: an imported Maildir may hold 100,000
+            log.warning("reconcile: files indexed account=%s mailbox=%s count=%d",
+                        self.address, mailbox["name"], len(new_files))  # fmt: skip
 
     def _next_modseq(self, mailbox_id: int) -> int:
         self._db.execute(
