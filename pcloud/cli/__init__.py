@@ -71,7 +71,7 @@ def data_dir_of(arguments: argparse.Namespace) -> Path:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from pcloud.cli import admin, server, service
+    from pcloud.cli import admin, dav, server, service
 
     common = _Parser(add_help=False)
     common.add_argument(
@@ -95,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     server.register(commands, command)
     admin.register(commands, group, command)
     service.register(group, command)
+    dav.register(group, command)
     return parser
 
 

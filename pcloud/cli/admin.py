@@ -131,7 +131,7 @@ def _new_password(context: Context, arguments: argparse.Namespace) -> tuple[str,
 
 
 @contextmanager
-def _directory(arguments: argparse.Namespace) -> Iterator[Directory]:
+def directory_of(arguments: argparse.Namespace) -> Iterator[Directory]:
     data_dir = data_dir_of(arguments)
     directory = open_directory(data_dir, load_config(data_dir))
     try:
@@ -142,7 +142,7 @@ def _directory(arguments: argparse.Namespace) -> Iterator[Directory]:
 
 def cmd_user_add(context: Context, arguments: argparse.Namespace) -> int:
     password, generated = _new_password(context, arguments)
-    with _directory(arguments) as directory:
+    with directory_of(arguments) as directory:
         user = directory.add_user(
             arguments.address,
             password,
@@ -157,7 +157,7 @@ def cmd_user_add(context: Context, arguments: argparse.Namespace) -> int:
 
 
 def cmd_user_list(context: Context, arguments: argparse.Namespace) -> int:
-    with _directory(arguments) as directory:
+    with directory_of(arguments) as directory:
         users = directory.users()
     if arguments.json:
         context.say(json.dumps([asdict(user) for user in users], indent=2))
@@ -172,7 +172,7 @@ def cmd_user_list(context: Context, arguments: argparse.Namespace) -> int:
 
 def cmd_user_passwd(context: Context, arguments: argparse.Namespace) -> int:
     password, generated = _new_password(context, arguments)
-    with _directory(arguments) as directory:
+    with directory_of(arguments) as directory:
         directory.set_password(arguments.address, password)
     context.say(f"password of {arguments.address} changed")
     if generated:
@@ -181,7 +181,7 @@ def cmd_user_passwd(context: Context, arguments: argparse.Namespace) -> int:
 
 
 def cmd_user_del(context: Context, arguments: argparse.Namespace) -> int:
-    with _directory(arguments) as directory:
+    with directory_of(arguments) as directory:
         aliases = directory.delete_user(arguments.address)
         # Kept, but out of reach: a new user of the same address starts with no mail.
         store = mail_store(data_dir_of(arguments), directory, Events())
@@ -198,7 +198,7 @@ def cmd_user_del(context: Context, arguments: argparse.Namespace) -> int:
 
 
 def cmd_user_quota(context: Context, arguments: argparse.Namespace) -> int:
-    with _directory(arguments) as directory:
+    with directory_of(arguments) as directory:
         directory.set_quota(arguments.address, arguments.size)
     limit = f"{arguments.size} bytes" if arguments.size else "no limit"
     context.say(f"quota of {arguments.address}: {limit}")
@@ -212,7 +212,7 @@ def _required(value: str | None, what: str) -> str:
 
 
 def cmd_app_password(context: Context, arguments: argparse.Namespace) -> int:
-    with _directory(arguments) as directory:
+    with directory_of(arguments) as directory:
         if arguments.operation == "add":
             secret = directory.add_app_password(
                 arguments.address, _required(arguments.label, "a label")
@@ -230,7 +230,7 @@ def cmd_app_password(context: Context, arguments: argparse.Namespace) -> int:
 
 
 def cmd_ssh_key(context: Context, arguments: argparse.Namespace) -> int:
-    with _directory(arguments) as directory:
+    with directory_of(arguments) as directory:
         if arguments.operation == "add":
             source = _required(arguments.key, "a public key file")
             try:
@@ -250,7 +250,7 @@ def cmd_ssh_key(context: Context, arguments: argparse.Namespace) -> int:
 
 
 def cmd_alias_add(context: Context, arguments: argparse.Namespace) -> int:
-    with _directory(arguments) as directory:
+    with directory_of(arguments) as directory:
         alias = directory.add_alias(arguments.alias, arguments.targets)
         targets = directory.aliases()[alias]
     context.say(f"{alias} -> {', '.join(targets)}")
@@ -258,21 +258,21 @@ def cmd_alias_add(context: Context, arguments: argparse.Namespace) -> int:
 
 
 def cmd_alias_list(context: Context, arguments: argparse.Namespace) -> int:
-    with _directory(arguments) as directory:
+    with directory_of(arguments) as directory:
         for alias, targets in directory.aliases().items():
             context.say(f"{alias} -> {', '.join(targets)}")
     return 0
 
 
 def cmd_alias_del(context: Context, arguments: argparse.Namespace) -> int:
-    with _directory(arguments) as directory:
+    with directory_of(arguments) as directory:
         directory.delete_alias(arguments.alias)
     context.say(f"deleted alias {arguments.alias}")
     return 0
 
 
 def cmd_domain_add(context: Context, arguments: argparse.Namespace) -> int:
-    with _directory(arguments) as directory:
+    with directory_of(arguments) as directory:
         domain = directory.add_domain(arguments.name)
     context.say(f"added domain {domain}")
     # The running server issues its certificate again to cover the new names.
@@ -282,7 +282,7 @@ def cmd_domain_add(context: Context, arguments: argparse.Namespace) -> int:
 
 
 def cmd_domain_list(context: Context, arguments: argparse.Namespace) -> int:
-    with _directory(arguments) as directory:
+    with directory_of(arguments) as directory:
         for domain in directory.domains():
             context.say(domain)
     return 0
@@ -335,7 +335,7 @@ def cmd_queue_delete(context: Context, arguments: argparse.Namespace) -> int:
 def cmd_dns(context: Context, arguments: argparse.Namespace) -> int:
     data_dir = data_dir_of(arguments)
     settings = load_config(data_dir)
-    with _directory(arguments) as directory:
+    with directory_of(arguments) as directory:
         domain = arguments.domain.strip().lower()
         if domain not in directory.domains():
             raise CommandError(f"domain {domain} is not hosted here")

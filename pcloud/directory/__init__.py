@@ -16,6 +16,7 @@ import asyncio
 import base64
 import hashlib
 import logging
+import re
 import sqlite3
 import threading
 import time
@@ -63,6 +64,18 @@ class Principal:
     address: str
     is_admin: bool
     credential: str  # "password" or "app-password:<label>"
+
+
+@dataclass(frozen=True)
+class Share:
+    owner: str
+    collection: str
+    grantee: str
+    writable: bool
+
+
+# A calendar's or address book's name in its owner's DAV home (one path segment).
+COLLECTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 
 @dataclass(frozen=True)
@@ -416,6 +429,65 @@ class Directory:
             table: self._query(f"SELECT count(DISTINCT {column}) FROM {table}")[0][0]
             for table, column in (("domains", "name"), ("users", "id"), ("aliases", "address"))
         }
+
+    # -- shared calendars and address books ---------------------------------------------------
+
+    def share_collection(
+        self, owner: str, collection: str, grantee: str, *, writable: bool
+    ) -> Share:
+        """Let `grantee` read (or also write) `owner`'s calendar or address book `collection`
+        (its name in the owner's DAV home); sharing again changes the access."""
+        owner, grantee = _address(owner), _address(grantee)
+        if not COLLECTION_NAME.match(collection):
+            raise InvalidValue(f"{collection!r} is not a collection name (letters, digits, -_.)")
+        if owner == grantee:
+            raise InvalidValue("a collection is always shared with its owner")
+        with self._transaction() as db:
+            owner_id, grantee_id = self._user_id(db, owner), self._user_id(db, grantee)
+            db.execute(
+                "INSERT OR REPLACE INTO dav_shares VALUES (?, ?, ?, ?, ?)",
+                (owner_id, collection, grantee_id, int(writable), int(time.time())),
+            )
+        log.info("collection shared owner=%s collection=%s with=%s writable=%s",
+                 owner, collection, grantee, writable)  # fmt: skip
+        return Share(owner, collection, grantee, writable)
+
+    def unshare_collection(self, owner: str, collection: str, grantee: str) -> None:
+        owner, grantee = _address(owner), _address(grantee)
+        with self._transaction() as db:
+            deleted = db.execute(
+                "DELETE FROM dav_shares WHERE owner_id = ? AND collection = ? AND grantee_id = ?",
+                (self._user_id(db, owner), collection, self._user_id(db, grantee)),
+            ).rowcount
+        if not deleted:
+            raise DirectoryError(f"{owner}'s {collection} is not shared with {grantee}")
+        log.info("collection unshared owner=%s collection=%s with=%s", owner, collection, grantee)
+
+    def shares(self, address: str | None = None) -> list[Share]:
+        """Every share, or those a user gave or received."""
+        where, args = (
+            ("WHERE o.address = ? OR g.address = ?", [address] * 2) if address else ("", [])
+        )
+        rows = self._query(
+            "SELECT o.address AS owner, s.collection, g.address AS grantee, s.writable"
+            " FROM dav_shares s JOIN users o ON o.id = s.owner_id"
+            f" JOIN users g ON g.id = s.grantee_id {where}"
+            " ORDER BY o.address, s.collection, g.address",
+            *[_address(a) for a in args],
+        )
+        return [Share(r["owner"], r["collection"], r["grantee"], bool(r["writable"])) for r in rows]
+
+    def share_access(self, owner: str, collection: str, grantee: str) -> str:
+        """ "rw", "r", or "" (not shared)."""
+        rows = self._query(
+            "SELECT s.writable FROM dav_shares s JOIN users o ON o.id = s.owner_id"
+            " JOIN users g ON g.id = s.grantee_id"
+            " WHERE o.address = ? AND s.collection = ? AND g.address = ?",
+            owner, collection, grantee,
+        )  # fmt: skip
+        if not rows:
+            return ""
+        return "rw" if rows[0]["writable"] else "r"
 
     # -- authentication -----------------------------------------------------------------------
 

@@ -45,4 +45,15 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (address, target)
     );
     """,
+    # 2: calendars and address books shared with other users (see pcloud/dav/).
+    """
+    CREATE TABLE dav_shares (
+        owner_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        collection TEXT NOT NULL,           -- its name in the owner's home: "calendar"
+        grantee_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        writable INTEGER NOT NULL,
+        created INTEGER NOT NULL,
+        PRIMARY KEY (owner_id, collection, grantee_id)
+    );
+    """,
 )
