@@ -65,6 +65,10 @@ def register(commands: Any, group: Any, command: Any) -> None:
         "key", nargs="?", help='add: a public key file, or "-" for standard input; del: fingerprint'
     )
 
+    card = command(users, "card", cmd_user_card, "publish the user's contact card, or stop")
+    card.add_argument("address")
+    card.add_argument("state", choices=("on", "off"))
+
     aliases = group("alias", "manage aliases: addresses that deliver to other addresses")
     alias_add = command(aliases, "add", cmd_alias_add, "add an alias, or targets to one")
     alias_add.add_argument("alias", help='the alias address; "@domain" is the catch-all')
@@ -202,6 +206,15 @@ def cmd_user_quota(context: Context, arguments: argparse.Namespace) -> int:
         directory.set_quota(arguments.address, arguments.size)
     limit = f"{arguments.size} bytes" if arguments.size else "no limit"
     context.say(f"quota of {arguments.address}: {limit}")
+    return 0
+
+
+def cmd_user_card(context: Context, arguments: argparse.Namespace) -> int:
+    publish = arguments.state == "on"
+    with directory_of(arguments) as directory:
+        directory.publish_contact_card(arguments.address, publish)
+    where = f"public at /contact/{arguments.address}.vcf" if publish else "not public"
+    context.say(f"contact card of {arguments.address}: {where}")
     return 0
 
 

@@ -489,6 +489,23 @@ class Directory:
             return ""
         return "rw" if rows[0]["writable"] else "r"
 
+    # -- contact card -------------------------------------------------------------------------
+
+    def publish_contact_card(self, address: str, publish: bool) -> None:
+        """Publish the user's contact card (name and address) to anyone, or stop; off until
+        they choose."""
+        address = _address(address)
+        with self._transaction() as db:
+            self._user_id(db, address)
+            db.execute(
+                "UPDATE users SET publish_card = ? WHERE address = ?", (int(publish), address)
+            )
+        log.info("contact card address=%s published=%s", address, publish)
+
+    def publishes_contact_card(self, address: str) -> bool:
+        rows = self._query("SELECT publish_card FROM users WHERE address = ?", _address(address))
+        return bool(rows and rows[0]["publish_card"])
+
     # -- authentication -----------------------------------------------------------------------
 
     def login_name(self, login: str) -> str:

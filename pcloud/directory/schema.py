@@ -56,4 +56,8 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (owner_id, collection, grantee_id)
     );
     """,
+    # 3: the user's own contact card, published at /contact/<address>.vcf when they choose.
+    """
+    ALTER TABLE users ADD COLUMN publish_card INTEGER NOT NULL DEFAULT 0;
+    """,
 )

@@ -1,9 +1,9 @@
 """The HTTPS application (one aiohttp app on one TLS listener) and the plain-HTTP listener.
 
-Later services add their routes here: DAV under /dav/, files under /files/, avatars under
-/avatar/, autoconfig under /.well-known/ and /mail/, the web panel at /. Plain HTTP answers
-every request with a permanent redirect to the same URL over HTTPS (and will answer ACME
-HTTP-01 challenges); it never serves content or takes credentials.
+Services add their routes here: DAV under /dav/ (pcloud/dav/); later files under /files/,
+avatars under /avatar/, autoconfig under /.well-known/ and /mail/, the web panel at /. Plain
+HTTP answers every request with a permanent redirect to the same URL over HTTPS (and will
+answer ACME HTTP-01 challenges); it never serves content or takes credentials.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import socket
 
 from aiohttp import web
 
-from pcloud import __version__
+from pcloud import __version__, dav
 from pcloud.listeners import Stop
 from pcloud.services import Services
 
@@ -30,6 +30,7 @@ def make_app(services: Services) -> web.Application:
     app = web.Application()
     app[SERVICES] = services
     app.router.add_get("/healthz", healthz)
+    dav.add_routes(app, services)
     return app
 
 

@@ -1,0 +1,140 @@
+"""Radicale, embedded: pcloud's configuration, authentication and rights plugins.
+
+Radicale keeps calendars and address books under `<data>/dav/` (its multifilesystem storage:
+`collection-root/<address>/<collection>/<item>.ics|.vcf`, with a lock file that serialises
+writers across processes). Everything that writes there goes through Radicale's storage API.
+
+- Authentication: `directory.authenticate` (app passwords and throttling included), called on
+  the event loop from Radicale's worker thread. Radicale's own delay and cache are off: the
+  directory throttles.
+- Rights: a user reads and writes their own home `/<address>/` and the collections in it, and
+  the collections others shared with them (read-only or read-write, `pcloud dav share`).
+- Each user's home gets a calendar ("calendar") and an address book ("contacts") the first
+  time they sign in to DAV (a user may be added while the server is stopped).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+import radicale.config
+import radicale.storage
+from radicale import pathutils
+from radicale.app import Application
+from radicale.auth import AuthContext, BaseAuth
+from radicale.rights import BaseRights
+
+from pcloud.directory import Directory
+
+log = logging.getLogger(__name__)
+
+# Radicale logs every request at INFO; pcloud's access log already says what matters.
+logging.getLogger("radicale").setLevel(logging.WARNING)
+
+MAX_BODY_BYTES = 10 * 1024 * 1024  # a calendar upload larger than this is refused with 413
+DEFAULT_COLLECTIONS = {
+    "calendar": {
+        "tag": "VCALENDAR",
+        "D:displayname": "Calendar",
+        "C:supported-calendar-component-set": "VEVENT,VTODO,VJOURNAL",
+    },
+    "contacts": {"tag": "VADDRESSBOOK", "D:displayname": "Contacts"},
+}
+
+
+def configuration_for(storage_folder: Path) -> radicale.config.Configuration:
+    """Radicale's configuration over pcloud's DAV folder (plugins added by make_application)."""
+    configuration = radicale.config.load()
+    configuration.update(
+        {
+            "server": {"max_content_length": str(MAX_BODY_BYTES)},
+            "storage": {"filesystem_folder": str(storage_folder)},
+            "web": {"type": "none"},
+            "logging": {"mask_passwords": "True"},
+        },
+        "pcloud",
+        privileged=True,
+    )
+    return configuration
+
+
+def open_storage(storage_folder: Path) -> radicale.storage.BaseStorage:
+    """Radicale's storage over the DAV folder, to read or write beside the DAV server: its lock
+    is a lock on a file, so the two exclude each other as two processes would."""
+    return radicale.storage.load(configuration_for(storage_folder))
+
+
+def make_application(
+    storage_folder: Path, directory: Directory, loop: asyncio.AbstractEventLoop
+) -> Application:
+    """A Radicale WSGI application over `storage_folder`, signing users in through the
+    directory on `loop` (the server's event loop)."""
+    configuration = configuration_for(storage_folder)
+    provisioned: set[str] = set()
+    provision_lock = threading.Lock()
+
+    class Auth(BaseAuth):
+        def _login_ext(self, login: str, password: str, context: AuthContext) -> str:
+            principal = asyncio.run_coroutine_threadsafe(
+                directory.authenticate(
+                    login, password, service="dav", remote=context.remote_addr or ""
+                ),
+                loop,
+            ).result()
+            if principal is None:
+                return ""
+            with provision_lock:
+                if principal.address not in provisioned:
+                    create_default_collections(storage, principal.address)
+                    provisioned.add(principal.address)
+            return principal.address
+
+    class Rights(BaseRights):
+        def authorization(self, user: str, user_groups: set[str], path: str) -> str:
+            return collection_rights(directory, user, path)
+
+    configuration.update(
+        {
+            "auth": {"type": Auth, "delay": "0", "cache_logins": "False"},
+            "rights": {"type": Rights},
+        },
+        "pcloud",
+        privileged=True,
+    )
+    storage = open_storage(storage_folder)
+    return Application(configuration)
+
+
+def collection_rights(directory: Directory, user: str, path: str) -> str:
+    """Radicale's permission letters for `user` on `path` (see radicale.rights): R/W on a
+    home, r/w on a calendar or address book."""
+    if not user:
+        return ""
+    sane = pathutils.strip_path(path)
+    if not sane:
+        return "R"  # the root: clients look for their principal from here
+    levels = sane.split("/")
+    owner = levels[0]
+    if len(levels) == 1:
+        return "RW" if owner == user else ""
+    if len(levels) == 2:
+        if owner == user:
+            return "rw"
+        return directory.share_access(owner, levels[1], user)
+    return ""
+
+
+def create_default_collections(storage: Any, address: str) -> None:
+    """The home of a user, with a calendar and an address book, unless they exist."""
+    with storage.acquire_lock("w", address):
+        existing = {collection.path for collection in storage.discover(f"/{address}/", "1")}
+        if address not in existing:
+            storage.create_collection(f"/{address}/")
+        for name, props in DEFAULT_COLLECTIONS.items():
+            if f"{address}/{name}" not in existing:
+                storage.create_collection(f"/{address}/{name}/", props=dict(props))
+                log.info("dav collection created user=%s collection=%s", address, name)
