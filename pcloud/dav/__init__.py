@@ -26,8 +26,9 @@ import asyncio
 from aiohttp import web
 
 from pcloud.dav import contact_card, jcal, people
-from pcloud.dav.radicale_adapter import MAX_BODY_BYTES, make_application
+from pcloud.dav.radicale_adapter import make_application
 from pcloud.services import Services
+from pcloud.store.calendars import MAX_BODY_BYTES
 from pcloud.wsgi import WsgiBridge
 
 MOUNT = "/dav"

@@ -25,10 +25,10 @@ import radicale.storage
 from aiohttp import web
 from icalendar import Calendar
 
-from pcloud.dav.radicale_adapter import open_storage
 from pcloud.directory import COLLECTION_NAME
 from pcloud.http.basic_auth import signed_in
 from pcloud.services import Services
+from pcloud.store.calendars import open_storage
 
 MEDIA_TYPE = "application/calendar+json"  # RFC 7265 §8
 

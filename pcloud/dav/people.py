@@ -39,9 +39,9 @@ import radicale.storage
 import vobject  # type: ignore[import-untyped]  # no type hints shipped
 from aiohttp import web
 
-from pcloud.dav.radicale_adapter import open_storage
 from pcloud.http.basic_auth import signed_in
 from pcloud.services import Services
+from pcloud.store.calendars import open_storage
 
 MAX_QUERY = 100
 DEFAULT_LIMIT = 20

@@ -1,8 +1,6 @@
 """Radicale, embedded: pcloud's configuration, authentication and rights plugins.
 
-Radicale keeps calendars and address books under `<data>/dav/` (its multifilesystem storage:
-`collection-root/<address>/<collection>/<item>.ics|.vcf`, with a lock file that serialises
-writers across processes). Everything that writes there goes through Radicale's storage API.
+Radicale keeps calendars and address books in the calendar store (pcloud/store/calendars.py).
 
 - Authentication: `directory.authenticate` (app passwords and throttling included), called on
   the event loop from Radicale's worker thread. Radicale's own delay and cache are off: the
@@ -19,53 +17,19 @@ import asyncio
 import logging
 import threading
 from pathlib import Path
-from typing import Any
 
-import radicale.config
-import radicale.storage
 from radicale import pathutils
 from radicale.app import Application
 from radicale.auth import AuthContext, BaseAuth
 from radicale.rights import BaseRights
 
 from pcloud.directory import Directory
+from pcloud.store.calendars import configuration_for, create_default_collections, open_storage
 
 log = logging.getLogger(__name__)
 
 # Radicale logs every request at INFO; pcloud's access log already says what matters.
 logging.getLogger("radicale").setLevel(logging.WARNING)
-
-MAX_BODY_BYTES = 10 * 1024 * 1024  # a calendar upload larger than this is refused with 413
-DEFAULT_COLLECTIONS = {
-    "calendar": {
-        "tag": "VCALENDAR",
-        "D:displayname": "Calendar",
-        "C:supported-calendar-component-set": "VEVENT,VTODO,VJOURNAL",
-    },
-    "contacts": {"tag": "VADDRESSBOOK", "D:displayname": "Contacts"},
-}
-
-
-def configuration_for(storage_folder: Path) -> radicale.config.Configuration:
-    """Radicale's configuration over pcloud's DAV folder (plugins added by make_application)."""
-    configuration = radicale.config.load()
-    configuration.update(
-        {
-            "server": {"max_content_length": str(MAX_BODY_BYTES)},
-            "storage": {"filesystem_folder": str(storage_folder)},
-            "web": {"type": "none"},
-            "logging": {"mask_passwords": "True"},
-        },
-        "pcloud",
-        privileged=True,
-    )
-    return configuration
-
-
-def open_storage(storage_folder: Path) -> radicale.storage.BaseStorage:
-    """Radicale's storage over the DAV folder, to read or write beside the DAV server: its lock
-    is a lock on a file, so the two exclude each other as two processes would."""
-    return radicale.storage.load(configuration_for(storage_folder))
 
 
 def make_application(
@@ -126,15 +90,3 @@ def collection_rights(directory: Directory, user: str, path: str) -> str:
             return "rw"
         return directory.share_access(owner, levels[1], user)
     return ""
-
-
-def create_default_collections(storage: Any, address: str) -> None:
-    """The home of a user, with a calendar and an address book, unless they exist."""
-    with storage.acquire_lock("w", address):
-        existing = {collection.path for collection in storage.discover(f"/{address}/", "1")}
-        if address not in existing:
-            storage.create_collection(f"/{address}/")
-        for name, props in DEFAULT_COLLECTIONS.items():
-            if f"{address}/{name}" not in existing:
-                storage.create_collection(f"/{address}/{name}/", props=dict(props))
-                log.info("dav collection created user=%s collection=%s", address, name)
