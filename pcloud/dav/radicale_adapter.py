@@ -16,8 +16,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Any
 
+import defusedxml
 from radicale import pathutils
 from radicale.app import Application
 from radicale.auth import AuthContext, BaseAuth
@@ -27,6 +30,8 @@ from pcloud.directory import Directory
 from pcloud.store.calendars import configuration_for, create_default_collections, open_storage
 
 log = logging.getLogger(__name__)
+
+MAX_XML_DEPTH = 64  # DAV bodies nest about a dozen levels; Radicale walks them recursively
 
 # Radicale logs every request at INFO; pcloud's access log already says what matters.
 logging.getLogger("radicale").setLevel(logging.WARNING)
@@ -70,7 +75,32 @@ def make_application(
         privileged=True,
     )
     storage = open_storage(storage_folder)
-    return Application(configuration)
+    return _Application(configuration)
+
+
+class _Application(Application):
+    """Radicale, refusing with 400 (not 500 and a logged traceback) what its XML parser refuses
+    to expand (a DTD or entities: billion laughs, XXE) and XML deep enough to exhaust the
+    recursion of its own tree walks; both reach it as RuntimeError, which it answers with 400."""
+
+    def _read_xml_request_body(self, environ: Any, request_info: dict[str, Any]) -> Any:
+        try:
+            element = super()._read_xml_request_body(environ, request_info)
+        except defusedxml.DefusedXmlException as error:
+            raise RuntimeError(f"XML with entity declarations refused: {error!r}") from error
+        if element is not None and _depth(element) > MAX_XML_DEPTH:
+            raise RuntimeError(f"XML nested deeper than {MAX_XML_DEPTH} levels refused")
+        return element
+
+
+def _depth(root: ET.Element) -> int:
+    """How deep a tree nests, found without recursion (a deep tree must not recurse here)."""
+    deepest, waiting = 0, [(root, 1)]
+    while waiting:
+        element, level = waiting.pop()
+        deepest = max(deepest, level)
+        waiting += [(child, level + 1) for child in element]
+    return deepest
 
 
 def collection_rights(directory: Directory, user: str, path: str) -> str:
