@@ -14,6 +14,8 @@ Implementation notes:
 - An alias may forward to other servers: the copy is queued with its sender rewritten (SRS,
   srslib), and a bounce to that address goes back to the original sender.
 - Local delivery adds Return-Path (RFC 5321 §4.4).
+- DATA is read in chunks (data.py), never past its end (the next pipelined command stays in
+  the stream). Only CRLF "." CRLF ends a message: a lone LF or CR never does (no smuggling).
 - Not yet: MTA-STS and DANE for outbound TLS.
 - aiosmtpd's own replies to syntax errors carry no enhanced status code, though
   ENHANCEDSTATUSCODES is advertised; pcloud's replies all do.

@@ -1,8 +1,8 @@
 """What every SMTP listener does with recipients and messages: resolve, check, deliver.
 
 `Handler` holds the aiosmtpd hooks the inbound MX and submission share; each of them narrows
-who may send (see inbound.py, submission.py). Everything that touches SQLite or files runs in
-worker threads: the event loop only talks.
+who may send (see inbound.py, submission.py). Everything that touches SQLite, files or DNS runs
+in worker threads, one hop per RCPT and one per message: the event loop only talks.
 """
 
 from __future__ import annotations
@@ -35,6 +35,15 @@ class Routing:
 
     local: set[str] = field(default_factory=set)  # accounts to deliver to
     remote: set[str] = field(default_factory=set)  # addresses elsewhere
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a message comes from, for the sender checks."""
+
+    server: str  # this server's name, which writes Authentication-Results
+    ip: str
+    helo: str
 
 
 def routing(envelope: Envelope) -> Routing:
@@ -183,41 +192,46 @@ class Handler:
 
     # RFC 5321 §4.1.1.4
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        content = envelope.original_content or b""
         sender = envelope_sender(envelope)
+        origin = Origin(server.hostname, peer_address(session), session.host_name or "")
+        received = self.received_header(server, session, envelope).encode()
+        content = envelope.original_content or b""
+        reply, failed, content = await asyncio.to_thread(
+            self._accept, content, sender, routing(envelope), received, origin
+        )
+        if failed:  # some recipients have it: the reply is 250, the rest is bounced
+            await return_to_sender(self.services, self.recipients, sender, failed, content)
+        return reply
+
+    def _accept(
+        self, content: bytes, sender: str, route: Routing, received: bytes, origin: Origin
+    ) -> tuple[str, dict[str, tuple[str, str]], bytes]:
+        """Check the sender, queue the copies for other servers, deliver the local ones.
+        Returns the reply, the recipients who could not have it (to bounce to), and the content
+        as checked. Blocking: one thread hop per message for all of it."""
         junk = False
         if self.checks_senders:
-            verdict = await asyncio.to_thread(
-                auth_checks.check,
-                content,
-                authserv_id=server.hostname,
-                ip=peer_address(session),
-                mail_from=sender,
-                helo=session.host_name or "",
+            verdict = auth_checks.check(
+                content, authserv_id=origin.server, ip=origin.ip, mail_from=sender, helo=origin.helo
             )
             log.info("smtp sender checks from=%s result=%s",
                      sender, verdict.header.decode().strip())  # fmt: skip
             if verdict.policy == "reject":
-                return "550 5.7.1 Rejected: the sender's domain asks for it (DMARC)"
+                return "550 5.7.1 Rejected: the sender's domain asks for it (DMARC)", {}, content
             junk = verdict.policy == "quarantine"
-            content = verdict.header + auth_checks.without_forged_results(content, server.hostname)
-        message = self.received_header(server, session, envelope).encode() + content
-        route = routing(envelope)
+            content = verdict.header + auth_checks.without_forged_results(content, origin.server)
+        message = received + content
         # Copies for other servers are queued first: if that fails, nothing was delivered
         # anywhere and the sender may simply try again.
         if route.remote:
-            outgoing_sender, outgoing = await asyncio.to_thread(self.outgoing, sender, message)
-            await asyncio.to_thread(
-                self.services.queue.enqueue, outgoing_sender, sorted(route.remote), outgoing
-            )
+            outgoing_sender, outgoing = self.outgoing(sender, message)
+            self.services.queue.enqueue(outgoing_sender, sorted(route.remote), outgoing)
         # RFC 5321 §4.4: final delivery records the envelope sender.
         delivered = f"Return-Path: <{sender}>\r\n".encode() + message
-        stored, failed = await asyncio.to_thread(self._store, route.local, delivered, junk)
+        stored, failed = self._store(route.local, delivered, junk)
         if failed and not stored and not route.remote:
-            return next(iter(failed.values()))[1]
-        if failed:  # some recipients have it: the reply must be 250, the rest is bounced
-            await return_to_sender(self.services, self.recipients, sender, failed, content)
-        return "250 2.0.0 Message accepted for delivery"
+            return next(iter(failed.values()))[1], {}, content
+        return "250 2.0.0 Message accepted for delivery", failed, content
 
     def received_header(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         """RFC 5321 §4.4 trace header."""

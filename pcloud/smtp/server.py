@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import socket
 from collections import Counter
 from typing import Any
 
-from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import SMTP, syntax
 
 from pcloud import __version__
 from pcloud.directory.throttle import address_key
 from pcloud.listeners import Stop
 from pcloud.services import Services
+from pcloud.smtp.data import DataRefused, read_data
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +32,12 @@ logging.getLogger("mail.log").setLevel(logging.WARNING)
 logging.getLogger("mail.log").addFilter(_QuietAiosmtpd())
 
 COMMAND_TIMEOUT = 300  # seconds without a command before the connection is closed (RFC 5321)
+# The path almost every MAIL and RCPT carries: <dot-atom@domain>, then parameters. Its address is
+# what aiosmtpd's general parser (the email package's, a tenth of a delivery's CPU) would find.
+_PLAIN_PATH = re.compile(
+    r"<(?P<address>[A-Za-z0-9_+-]+(?:\.[A-Za-z0-9_+-]+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>"
+    r"(?:[ \t]+(?P<rest>[^ \t(].*))?"
+)
 
 
 class Connections:
@@ -71,6 +79,38 @@ class PcloudSMTP(SMTP):
         self.connections.open.discard(self)
         self.address_key = None
         super().connection_lost(error)
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        plain = _PLAIN_PATH.fullmatch(arg)
+        if plain is None or self.local_part_limit:
+            return super()._getaddr(arg)
+        return plain["address"], plain["rest"] or ""
+
+    # RFC 5321 §4.1.1.4, as aiosmtpd's, but reading the message in chunks (see data.py): its
+    # line-by-line reading took a third of the CPU of a delivery.
+    @syntax("DATA")
+    async def smtp_DATA(self, arg: str) -> None:
+        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
+            return
+        assert self.envelope is not None
+        if not self.envelope.rcpt_tos:
+            await self.push("503 5.5.1 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 5.5.4 Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        try:
+            content = await read_data(
+                self._reader, max_bytes=self.data_size_limit, max_line=self.line_length_limit
+            )
+        except DataRefused as refusal:
+            status = str(refusal)
+        else:
+            self.envelope.content = self.envelope.original_content = content
+            status = await self._call_handler_hook("DATA")  # every handler here has handle_DATA
+        self.envelope = self._create_envelope()
+        await self.push(status)
 
 
 async def serve_smtp(
