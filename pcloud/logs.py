@@ -8,6 +8,8 @@ import time
 
 
 def _escape(text: str) -> str:
+    if text.isprintable():  # nearly every line: no need to look at each character
+        return text
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 

@@ -15,8 +15,8 @@ Implementation notes:
 Beside Radicale: the People API (people.py, /api/people), jCal export (jcal.py,
 /api/calendars/<name>.json) and each user's public contact card, off by default
 (contact_card.py, /contact/<address>.vcf).
-
-Not yet: iMIP (invitations in mail).
+Invitations arriving by mail (iMIP) are placed in calendars at delivery
+(pcloud/store/invitations.py, called by SMTP delivery).
 """
 
 from __future__ import annotations

@@ -13,7 +13,9 @@ Implementation notes:
   for other servers is DKIM-signed (signing.py).
 - An alias may forward to other servers: the copy is queued with its sender rewritten (SRS,
   srslib), and a bounce to that address goes back to the original sender.
-- Local delivery adds Return-Path (RFC 5321 §4.4).
+- Local delivery adds Return-Path (RFC 5321 §4.4), and for a calendar invitation (iMIP) an
+  X-Calendar-Invitation header; the invitation goes into the recipient's calendar
+  (pcloud/store/invitations.py), unless the message was filed under Junk.
 - DATA is read in chunks (data.py), never past its end (the next pipelined command stays in
   the stream). Only CRLF "." CRLF ends a message: a lone LF or CR never does (no smuggling).
 - Not yet: MTA-STS and DANE for outbound TLS.

@@ -60,11 +60,17 @@ def check(message: bytes, *, authserv_id: str, ip: str, mail_from: str, helo: st
 def without_forged_results(message: bytes, authserv_id: str) -> bytes:
     """Drop Authentication-Results fields that claim to come from this server (RFC 8601 §5):
     only this server may say what this server found."""
-    head = header_block(message)
-    fields = re.split(rb"\r?\n(?![ \t])", head.rstrip(b"\r\n"))
     pattern = re.compile(
         rb"authentication-results:\s*" + re.escape(authserv_id.encode()) + rb"\b", re.I
     )
+    return without_fields(message, pattern)
+
+
+def without_fields(message: bytes, pattern: re.Pattern[bytes]) -> bytes:
+    """The message without the header fields (folded lines included) that `pattern` matches
+    from their start: fields only this server may write, forged by a sender."""
+    head = header_block(message)
+    fields = re.split(rb"\r?\n(?![ \t])", head.rstrip(b"\r\n"))
     kept = [field for field in fields if not pattern.match(field)]
     if len(kept) == len(fields):
         return message

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import logging
+import re
 import secrets
 import ssl
 from dataclasses import dataclass, field
@@ -23,10 +24,14 @@ from pcloud.services import Services
 from pcloud.smtp import auth_checks
 from pcloud.smtp.bounce import return_to_sender
 from pcloud.smtp.recipients import Recipients
+from pcloud.store import invitations
+from pcloud.store.calendars import open_storage
 from pcloud.store.mail_values import MailStoreError, QuotaExceeded
 from pcloud.store.maildir import INBOX
 
 log = logging.getLogger(__name__)
+
+FORGED_INVITATION = re.compile(rb"x-calendar-invitation\s*:", re.I)
 
 
 @dataclass
@@ -75,6 +80,7 @@ class Handler:
         self.services = services
         self.directory = services.directory
         self.recipients = Recipients(services.directory, services.srs_secret)
+        self.calendars = open_storage(services.data_dir / "dav")
 
     # RFC 5321 §4.1.1.1 (EHLO), with RFC 2920 PIPELINING and RFC 2034 ENHANCEDSTATUSCODES.
     async def handle_EHLO(
@@ -167,11 +173,29 @@ class Handler:
         used, _ = self.services.mail.account(account).usage()
         return used + max(size, 1) <= user.quota_bytes
 
+    def _invitation(self, content: bytes) -> tuple[bytes, invitations.Invitation | None]:
+        """The message with its calendar invitation named in a header (iMIP, RFC 6047), and
+        the invitation; a sender's own header of that name is dropped (only this server says
+        what it found)."""
+        content = auth_checks.without_fields(content, FORGED_INVITATION)
+        if b"text/calendar" not in content:  # the common case, without parsing MIME
+            return content, None
+        invitation = invitations.parse_invitation(content)
+        if invitation is None:
+            return content, None
+        header = f"{invitations.HEADER_NAME}: {invitation.header}\r\n".encode()
+        return header + content, invitation
+
     def _store(
-        self, accounts: set[str], message: bytes, junk: bool
+        self,
+        accounts: set[str],
+        message: bytes,
+        junk: bool,
+        invitation: invitations.Invitation | None = None,
     ) -> tuple[list[str], dict[str, tuple[str, str]]]:
-        """Deliver to each account; returns those that have it and, for the others, the
-        enhanced status code and reply. Blocking."""
+        """Deliver to each account (and place an invitation in their calendars, unless the
+        message went to Junk: else a spammer could fill calendars); returns those that have it
+        and, for the others, the enhanced status code and reply. Blocking."""
         stored, failed = [], {}
         for address in sorted(accounts):
             try:
@@ -188,6 +212,11 @@ class Handler:
             stored.append(address)
             log.info("smtp delivered to=%s mailbox=%s uid=%d size=%d",
                      address, mailbox, result.uid, len(message))  # fmt: skip
+            if invitation is not None and not junk:
+                try:
+                    invitations.apply_invitation(self.calendars, address, invitation)
+                except Exception as error:  # the mail is delivered; the calendar is a bonus
+                    log.warning("smtp invitation not placed to=%s error=%r", address, error)
         return stored, failed
 
     # RFC 5321 §4.1.1.4
@@ -220,6 +249,7 @@ class Handler:
                 return "550 5.7.1 Rejected: the sender's domain asks for it (DMARC)", {}, content
             junk = verdict.policy == "quarantine"
             content = verdict.header + auth_checks.without_forged_results(content, origin.server)
+        content, invitation = self._invitation(content)
         message = received + content
         # Copies for other servers are queued first: if that fails, nothing was delivered
         # anywhere and the sender may simply try again.
@@ -228,7 +258,7 @@ class Handler:
             self.services.queue.enqueue(outgoing_sender, sorted(route.remote), outgoing)
         # RFC 5321 §4.4: final delivery records the envelope sender.
         delivered = f"Return-Path: <{sender}>\r\n".encode() + message
-        stored, failed = self._store(route.local, delivered, junk)
+        stored, failed = self._store(route.local, delivered, junk, invitation)
         if failed and not stored and not route.remote:
             return next(iter(failed.values()))[1], {}, content
         return "250 2.0.0 Message accepted for delivery", failed, content
