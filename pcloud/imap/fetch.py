@@ -2,10 +2,12 @@
 VANISHED (RFC 7162), and the resynchronisation at SELECT (QRESYNC).
 
 Implementation notes:
-- Messages are fetched in batches (BATCH_MESSAGES, or BATCH_BYTES of message content): one
-  index query and one worker-thread hop per batch, and responses are flushed to the client as
-  they are produced, so a FETCH 1:* of a big mailbox holds one batch in memory.
-- UID, FLAGS, INTERNALDATE, RFC822.SIZE, MODSEQ and ENVELOPE come from the index; only body
+- Messages are fetched in batches (BATCH_MESSAGES, or BATCH_BYTES of message content, or
+  INDEX_BATCH when the index answers): one index query and one worker-thread hop per batch, and
+  responses are flushed to the client as they are produced, so a FETCH 1:* of a big mailbox
+  holds one batch in memory.
+- UID, FLAGS, INTERNALDATE, RFC822.SIZE, MODSEQ and ENVELOPE come from the index, and so does
+  BODY[HEADER.FIELDS (...)] of fields it keeps (a message list's usual request); other body
   parts and BODYSTRUCTURE read the message file, and HEADER sections read only up to the end
   of the header.
 - A message expunged by another session between the SELECT view and the fetch is skipped (the
@@ -15,9 +17,10 @@ Implementation notes:
 from __future__ import annotations
 
 import asyncio
-import dataclasses
+import operator
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,6 +29,7 @@ from pcloud.imap.message import (
     UnknownTransferEncoding,
     binary_section,
     bodystructure,
+    cached_header_fields,
     envelope,
     header_fields,
     partial,
@@ -34,18 +38,28 @@ from pcloud.imap.message import (
 from pcloud.imap.mime import Part, parse_structure
 from pcloud.imap.search import compress_sequence
 from pcloud.imap.values import Command, Fetch, FetchAttribute, Qresync, Section
-from pcloud.imap.wire import NIL, flag_list, literal, parenthesized
-from pcloud.store.index import header_block
-from pcloud.store.mail_values import Message
+from pcloud.imap.wire import NIL, literal, parenthesized
+from pcloud.store.index import CACHED_FIELDS, first_values, header_block, kept_fields
+from pcloud.store.mail import MessageRow
+from pcloud.store.mail_values import split_flags
 
 if TYPE_CHECKING:
     from pcloud.imap.session import Session
 
 BATCH_MESSAGES = 500
 BATCH_BYTES = 8 * 1024 * 1024
+INDEX_BATCH = 5000  # when no file is read: fewer thread hops, still a bounded response in memory
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 INDEX_ONLY = frozenset({"UID", "FLAGS", "INTERNALDATE", "RFC822.SIZE", "MODSEQ", "ENVELOPE"})
 HEADER_ONLY = frozenset({"HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT"})
+# The items that are one column of the index row, formatted: a FETCH of only these (a message
+# list's UID FLAGS, say) is made with one template per message, several times quicker.
+ROW_ITEMS = {
+    "UID": ("UID %d", 0),
+    "FLAGS": ("FLAGS (%s)", 1),  # flag_list() of the index's sorted text
+    "MODSEQ": ("MODSEQ (%d)", 2),
+    "RFC822.SIZE": ("RFC822.SIZE %d", 4),
+}
 
 
 def _reads_header_only(attribute: FetchAttribute) -> bool:
@@ -99,20 +113,55 @@ def _read_all(files: dict[int, Path], header_only: bool) -> dict[int, bytes | No
     return {uid: _read(path, header_only) for uid, path in files.items()}
 
 
-def _batches(pairs: list[tuple[int, int]]) -> Iterator[list[tuple[int, int]]]:
-    for start in range(0, len(pairs), BATCH_MESSAGES):
-        yield pairs[start : start + BATCH_MESSAGES]
+@dataclass(frozen=True)
+class _Wanted:
+    """A FETCH data item asked for, with what is worked out once per command."""
+
+    attribute: FetchAttribute
+    label: bytes  # of a BODY[section] response: "BODY[HEADER.FIELDS (FROM)]"
+    index_fields: frozenset[str] | None  # of a HEADER.FIELDS the index may answer: all it keeps
+
+    @classmethod
+    def of(cls, attribute: FetchAttribute) -> _Wanted:
+        section = attribute.section
+        if attribute.name != "BODY" or section is None:
+            return cls(attribute, b"", None)
+        fields = frozenset(name.lower() for name in section.fields)
+        from_index = not section.part and section.text == "HEADER.FIELDS"
+        return cls(
+            attribute,
+            b"BODY[" + section.label().encode() + b"]",
+            fields if from_index and fields <= CACHED_FIELDS else None,
+        )
+
+
+def _row_format(wanted: list[_Wanted]) -> Callable[[int, MessageRow], bytes] | None:
+    """What makes a FETCH response from the message number and the index row alone, when each
+    item asked for is one of ROW_ITEMS; else None."""
+    if not all(w.attribute.name in ROW_ITEMS for w in wanted):
+        return None
+    formats, indexes = zip(*(ROW_ITEMS[w.attribute.name] for w in wanted), strict=True)
+    template = "%d FETCH (" + " ".join(formats) + ")"
+    values = operator.itemgetter(*indexes)
+    if len(indexes) == 1:  # itemgetter of one index gives the value, not a tuple
+        return lambda number, row: (template % (number, values(row))).encode()
+    return lambda number, row: (template % (number, *values(row))).encode()
+
+
+def _row_item(name: str, row: MessageRow) -> bytes:
+    form, index = ROW_ITEMS[name]
+    return (form % row[index]).encode()
 
 
 def _by_size(
-    batch: list[tuple[int, int]], found: dict[int, Message]
-) -> Iterator[list[tuple[int, int]]]:
-    """A batch cut where its messages' content would exceed BATCH_BYTES in memory."""
-    group: list[tuple[int, int]] = []
+    present: list[tuple[int, MessageRow]], files: dict[int, Path]
+) -> Iterator[list[tuple[int, MessageRow]]]:
+    """The messages cut where the content of those whose file is read would exceed BATCH_BYTES
+    in memory."""
+    group: list[tuple[int, MessageRow]] = []
     group_bytes = 0
-    for pair in batch:
-        message = found.get(pair[1])
-        size = message.size if message is not None else 0
+    for pair in present:
+        size = pair[1][4] if pair[1][0] in files else 0
         if group and group_bytes + size > BATCH_BYTES:
             yield group
             group, group_bytes = [], 0
@@ -138,6 +187,8 @@ class _Body:
 
 def uid_ranges(uids: list[int]) -> list[tuple[int, int]]:
     """Sorted UIDs as (low, high) ranges, for index queries."""
+    if uids and uids[-1] - uids[0] == len(uids) - 1:  # consecutive, as 1:* mostly is
+        return [(uids[0], uids[-1])]
     ranges: list[tuple[int, int]] = []
     for uid in uids:
         if ranges and uid == ranges[-1][1] + 1:
@@ -172,43 +223,101 @@ async def fetch(session: Session, command: Command) -> str:
             session.untagged(b"VANISHED (EARLIER) " + compress_sequence(gone).encode())
     if not pairs:
         return "FETCH completed"
-    headers = any(a.name == "ENVELOPE" for a in attributes)
-    content = [a for a in attributes if a.name not in INDEX_ONLY]
-    header_only = all(_reads_header_only(a) for a in content)
-    sets_seen = not selected.read_only and any(_sets_seen(a) for a in attributes)
-    for batch in _batches(pairs):
-        rows = await session.store_call(
-            account.messages, selected.name, uid_ranges([uid for _, uid in batch]),
-            headers=headers, changed_since=arguments.changed_since,
-        )  # fmt: skip
-        found = {message.uid: message for message in rows}
-        seen_now: set[int] = set()
-        if sets_seen:
-            seen_now = {uid for uid, m in found.items() if "\\Seen" not in m.flags}
-            await _mark_seen(session, seen_now)
-        files = {}
-        if content:
-            files = await session.store_call(account.message_files, selected.name, found)
-        for group in _by_size(batch, found):
-            contents: dict[int, bytes | None] = {}
-            if content:
-                wanted = {uid: files[uid] for _, uid in group if uid in files}
-                contents = await asyncio.to_thread(_read_all, wanted, header_only)
-            for number, uid in group:
-                message = found.get(uid)
-                data = contents.get(uid)
-                if message is None or (content and data is None):
-                    continue  # expunged meanwhile (or unchanged since CHANGEDSINCE)
-                if uid in seen_now:
-                    flags = tuple(sorted({*message.flags, "\\Seen"}))
-                    message = dataclasses.replace(message, flags=flags)
-                body = _Body(data) if data is not None else None
-                items = [_item(session, a, message, body) for a in attributes]
-                if uid in seen_now and not any(a.name == "FLAGS" for a in attributes):
-                    items.append(b"FLAGS " + flag_list(message.flags))
-                session.untagged(b"%d FETCH " % number + parenthesized(items))
-                await session.connection.flush_if_full()
+    plan = _Plan.of(attributes, read_only=selected.read_only)
+    limit = INDEX_BATCH if plan.from_index else BATCH_MESSAGES
+    start = 0
+    while start < len(pairs):
+        # No bigger than all before it: the first responses leave early, the client starts.
+        size = min(limit, max(BATCH_MESSAGES, start))
+        await _fetch_batch(session, plan, pairs[start : start + size], arguments.changed_since)
+        start += size
     return "FETCH completed"
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """How a FETCH is answered, worked out once for all its messages."""
+
+    wanted: list[_Wanted]
+    content: bool  # items beyond the index row and ENVELOPE
+    from_index: bool  # every item from the index (but messages it cannot answer exactly)
+    headers: bool  # the header fields the index keeps are used
+    header_only: bool  # a message file is read only up to the end of its header
+    sets_seen: bool
+    row_format: Callable[[int, MessageRow], bytes] | None
+
+    @classmethod
+    def of(cls, attributes: list[FetchAttribute], *, read_only: bool) -> _Plan:
+        wanted = [_Wanted.of(a) for a in attributes]
+        content = [w for w in wanted if w.attribute.name not in INDEX_ONLY]
+        from_index = all(w.index_fields is not None for w in content)
+        return cls(
+            wanted,
+            bool(content),
+            from_index,
+            any(a.name == "ENVELOPE" for a in attributes) or (bool(content) and from_index),
+            all(_reads_header_only(w.attribute) for w in content),
+            not read_only and any(_sets_seen(a) for a in attributes),
+            _row_format(wanted),
+        )
+
+
+async def _fetch_batch(
+    session: Session, plan: _Plan, batch: list[tuple[int, int]], changed_since: int | None
+) -> None:
+    """The responses for a batch of (message number, UID)."""
+    selected = session.require_selected()
+    account = session.require_account()
+    # What is ready leaves while the index is read: the client is not kept waiting.
+    await session.connection.flush()
+    rows = await session.store_call(
+        account.message_rows, selected.name, uid_ranges([uid for _, uid in batch]),
+        headers=plan.headers, changed_since=changed_since,
+    )  # fmt: skip
+    found = {row[0]: row for row in rows}
+    seen_now: set[int] = set()
+    if plan.sets_seen:
+        seen_now = {uid for uid, row in found.items() if "\\Seen" not in split_flags(row[1])}
+        await _mark_seen(session, seen_now)
+        for uid in seen_now:
+            flags = " ".join(sorted({*split_flags(found[uid][1]), "\\Seen"}))
+            found[uid] = (uid, flags, *found[uid][2:])
+    # Skipped: expunged meanwhile (or unchanged since CHANGEDSINCE).
+    present = [(number, found[uid]) for number, uid in batch if uid in found]
+    made: dict[int, bytes | None] = {}  # the responses the index answers
+    if plan.row_format is not None:
+        made = {row[0]: plan.row_format(number, row) for number, row in present}
+    elif plan.from_index:
+        made = {
+            row[0]: _response(session, plan.wanted, number, row, None, row[0] in seen_now)
+            for number, row in present
+        }
+    unread = [row[0] for _, row in present if made.get(row[0]) is None] if plan.content else []
+    files = {}
+    if unread:
+        files = await session.store_call(account.message_files, selected.name, unread)
+    if not files:  # the index answered (or the rest was expunged meanwhile)
+        for line in made.values():
+            if line is not None:
+                session.untagged(line)
+        return
+    for group in _by_size(present, files):
+        to_read = {row[0]: files[row[0]] for _, row in group if row[0] in files}
+        contents = {}
+        if to_read:
+            await session.connection.flush()
+            contents = await asyncio.to_thread(_read_all, to_read, plan.header_only)
+        for number, row in group:
+            line = made.get(row[0])
+            if line is None:
+                data = contents.get(row[0])
+                if data is None:
+                    continue  # expunged meanwhile
+                seen = row[0] in seen_now
+                line = _response(session, plan.wanted, number, row, _Body(data), seen)
+                assert line is not None
+            session.untagged(line)
+            await session.connection.flush_if_full()
 
 
 async def _mark_seen(session: Session, uids: set[int]) -> None:
@@ -221,24 +330,48 @@ async def _mark_seen(session: Session, uids: set[int]) -> None:
         selected.modseq = change.modseq
 
 
+def _response(
+    session: Session,
+    wanted: list[_Wanted],
+    number: int,
+    row: MessageRow,
+    body: _Body | None,
+    seen_now: bool,
+) -> bytes | None:
+    """A message's FETCH response; None when it needs the message's bytes and `body` is None.
+    A message whose \\Seen flag the fetch set gets its flags even when not asked (RFC 9051
+    §6.4.5)."""
+    kept = kept_fields(row[5]) if row[5] else {}
+    items = []
+    for item in wanted:
+        data = _item(session, item, row, kept, body)
+        if data is None:
+            return None
+        items.append(data)
+    if seen_now and not any(w.attribute.name == "FLAGS" for w in wanted):
+        items.append(_row_item("FLAGS", row))
+    return b"%d FETCH " % number + parenthesized(items)
+
+
 def _item(
-    session: Session, attribute: FetchAttribute, message: Message, body: _Body | None
-) -> bytes:
-    """One FETCH data item (RFC 9051 §7.5.2)."""
+    session: Session, wanted: _Wanted, row: MessageRow, kept: dict[str, str], body: _Body | None
+) -> bytes | None:
+    """One FETCH data item (RFC 9051 §7.5.2), from the message's index row and the header
+    fields the index keeps (`kept`, when asked for); None when it needs the message's bytes
+    and `body` is None."""
+    attribute = wanted.attribute
     name = attribute.name
-    if name == "UID":
-        return b"UID %d" % message.uid
-    if name == "FLAGS":
-        return b"FLAGS " + flag_list(message.flags)
+    if name in ROW_ITEMS:
+        return _row_item(name, row)
     if name == "INTERNALDATE":
-        return b"INTERNALDATE " + internal_date(message.internal_date)
-    if name == "RFC822.SIZE":
-        return b"RFC822.SIZE %d" % message.size
-    if name == "MODSEQ":
-        return b"MODSEQ (%d)" % message.modseq
+        return b"INTERNALDATE " + internal_date(row[3])
     if name == "ENVELOPE":
-        return b"ENVELOPE " + envelope(message.headers, utf8=session.utf8)
-    assert body is not None
+        return b"ENVELOPE " + envelope(first_values(kept), utf8=session.utf8)
+    if body is None:
+        if wanted.index_fields is None:
+            return None
+        cached = cached_header_fields(kept, wanted.index_fields)
+        return None if cached is None else _section_item(wanted.label, cached, attribute)
     data = body.data
     if name in ("BODYSTRUCTURE", "BODY") and attribute.section is None:
         extensible = name == "BODYSTRUCTURE"
@@ -265,7 +398,7 @@ def _item(
                     value = header_fields(value, fields, exclude=exclude)
         else:
             value = section_bytes(data, section, structure=body.structure)
-        return _section_item(b"BODY[" + section.label().encode() + b"]", value, attribute)
+        return _section_item(wanted.label, value, attribute)
     try:
         decoded = binary_section(data, section, structure=body.structure)
     except UnknownTransferEncoding:

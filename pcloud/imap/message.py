@@ -2,8 +2,9 @@
 BINARY[section] (RFC 9051 §6.4.5 and §7.5.2, RFC 3516). Pure functions over a message's bytes.
 
 Notes:
-- ENVELOPE is built from the header fields the index caches (pcloud.store.index), so that
-  listing a mailbox opens no files; enclosed messages' come from their parsed header blocks.
+- ENVELOPE, and HEADER.FIELDS of the fields the index keeps (a message list's request), are
+  made from those fields (pcloud.store.index), so that listing a mailbox opens no files;
+  enclosed messages' envelopes come from their parsed header blocks.
 - Header values go as written, unfolded: RFC 2047 encoded words are not decoded (as Dovecot and
   Cyrus do); 8-bit text is a quoted UTF-8 string to UTF8=ACCEPT clients, a literal to others.
 - BODYSTRUCTURE upper-cases types, subtypes, parameter names, encodings and dispositions, as
@@ -22,12 +23,13 @@ from __future__ import annotations
 
 import binascii
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import NamedTuple
 
 from pcloud.imap.mime import IDENTITY_ENCODINGS, Parameters, Part, parse_structure, unfold
 from pcloud.imap.values import Section
 from pcloud.imap.wire import NIL, parenthesized, string
+from pcloud.store.index import occurs_once
 
 
 class UnknownTransferEncoding(Exception):
@@ -43,8 +45,8 @@ class UnknownTransferEncoding(Exception):
 
 
 def envelope(headers: Mapping[str, str], *, utf8: bool) -> bytes:
-    """The ENVELOPE of a message from the first value of each of its envelope header fields
-    (lower-case names, as pcloud.store.index.envelope_headers gives them)."""
+    """The ENVELOPE of a message from the first value of each of its envelope header fields, by
+    lower-case name (as written, folding kept: pcloud.store.index.first_values)."""
 
     def text(name: str) -> bytes:
         value = headers.get(name)
@@ -355,6 +357,19 @@ def header_fields(header_block: bytes, fields: Sequence[str], *, exclude: bool) 
         if keep:
             kept.append(line + b"\r\n")
     return b"".join(kept) + b"\r\n"
+
+
+def cached_header_fields(cached: Mapping[str, str], fields: Collection[str]) -> bytes | None:
+    """What header_fields() would cut from the message, made from the fields the index keeps
+    (pcloud.store.index.envelope_headers); `fields` are lower-case names of CACHED_FIELDS. None
+    when one of them occurs more than once: the index keeps a field's occurrences together, not
+    their order among other fields' lines."""
+    kept = [lines for name, lines in cached.items() if name in fields]  # in the message's order
+    text = "".join(kept)
+    # One line per field, as is usual, is one occurrence of each: no need to look closer.
+    if text.count("\n") != len(kept) and not all(occurs_once(lines) for lines in kept):
+        return None
+    return (text + "\r\n").encode("utf-8", "surrogateescape")
 
 
 def binary_section(message: bytes, section: Section, *, structure: Part | None = None) -> bytes:

@@ -14,9 +14,10 @@ from pcloud.imap.fetch import uid_ranges
 from pcloud.imap.search import (
     Candidate,
     compress_sequence,
+    header_fields_read,
     highest_modseq,
     mentions_modseq,
-    needs_headers,
+    text_needle,
 )
 from pcloud.imap.search import search as run_search
 from pcloud.imap.values import Command, Copy, Search, Store, UidExpunge
@@ -123,8 +124,9 @@ async def search(session: Session, command: Command) -> str:
     if with_modseq:
         session.enabled.add("CONDSTORE")
     messages = await session.store_call(
-        account.messages, selected.name, headers=needs_headers(arguments.key)
-    )
+        account.messages, selected.name, headers=header_fields_read(arguments.key),
+        containing=text_needle(arguments.key),
+    )  # fmt: skip
     candidates = []
     for message in messages:
         number = selected.number_of(message.uid)
@@ -136,8 +138,8 @@ async def search(session: Session, command: Command) -> str:
 
     try:
         matches = await asyncio.to_thread(
-            run_search, arguments.key, candidates, largest_uid=selected.largest_uid,
-            read_message=read_message,
+            run_search, arguments.key, candidates, largest_number=len(selected),
+            largest_uid=selected.largest_uid, read_message=read_message,
         )  # fmt: skip
     except (MailStoreError, FileNotFoundError):  # expunged while being read
         raise ImapError(

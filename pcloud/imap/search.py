@@ -13,8 +13,10 @@ Implementation notes:
   bytes read as UTF-8 and RFC 2047 encoded words decoded (any occurrence of a field may match);
   bodies per text/* part after their Content-Transfer-Encoding and charset. Undecodable input is
   read as well as it can be, never raised on.
-- The envelope fields (From, To, Subject, ...) come from the index, which keeps the first
-  occurrence of each: RFC 5322 §3.6 allows only one.
+- The fields the index keeps (From, To, Subject, ...: CACHED_FIELDS) come from it, the first
+  occurrence of each (RFC 5322 §3.6 allows only one of most); others are read from the message.
+  A search on a kept field asks the index for only the messages that may hold the string
+  (text_needle): a big mailbox's other rows are not even decoded.
 - BEFORE/ON/SINCE take the internal date's day in UTC. SENTBEFORE/SENTON/SENTSINCE take the day
   written in the Date: header (its own time zone, RFC 9051 §6.4.4), or, when Date: is missing or
   unreadable, the internal date's (as Dovecot does).
@@ -52,7 +54,7 @@ from pcloud.imap.values import (
     SizeKey,
     TextKey,
 )
-from pcloud.store.index import ENVELOPE_FIELDS, header_block
+from pcloud.store.index import CACHED_FIELDS, header_block
 from pcloud.store.mail_values import SYSTEM_FLAGS, Message
 
 
@@ -69,15 +71,16 @@ def search(
     key: SearchKey,
     candidates: Sequence[Candidate],
     *,
+    largest_number: int,
     largest_uid: int,
     read_message: Callable[[int], bytes],
 ) -> list[Candidate]:
     """The candidates that match `key`, in the order given.
 
-    `candidates` is the session's whole view in sequence-number order (the last one's number is
-    "*" in a sequence set); `largest_uid` is "*" in a UID set. `read_message(uid)` returns a
+    `candidates` are the messages of the session's view that may match (all, or those the index
+    lets through for text_needle), in sequence-number order; `largest_number` and `largest_uid`
+    are the view's "*" in a sequence set and in a UID set. `read_message(uid)` returns a
     message's bytes; its errors propagate."""
-    largest_number = candidates[-1].number if candidates else 0
     test, _ = _compile(key, largest_number, largest_uid)
     return [
         candidate
@@ -111,13 +114,38 @@ def mentions_modseq(key: SearchKey) -> bool:
     return any(isinstance(inner, ModSeqKey) for inner in _walk(key))
 
 
-def needs_headers(key: SearchKey) -> bool:
-    """Whether the candidates' `Message.headers` (the index's envelope fields) are used: the
-    session loads them only then, which a big mailbox's search feels in its memory."""
-    return any(
-        isinstance(inner, HeaderKey) or (isinstance(inner, DateKey) and inner.which == "sent")
-        for inner in _walk(key)
-    )
+def header_fields_read(key: SearchKey) -> frozenset[str]:
+    """The fields of the candidates' `Message.headers` (those the index keeps) that the key
+    reads: the session loads only those, which a big mailbox's search feels in its memory and
+    time."""
+    fields = set()
+    for inner in _walk(key):
+        if isinstance(inner, HeaderKey) and inner.field in CACHED_FIELDS:
+            fields.add(inner.field)
+        elif isinstance(inner, DateKey) and inner.which == "sent":
+            fields.add("date")
+    return frozenset(fields)
+
+
+def text_needle(key: SearchKey) -> str | None:
+    """A string that every message matching the key has in a field the index keeps: the
+    longest of the header keys that must all match (the key, or those of an And); the
+    index then hands over only the messages that may hold it. None when there is none."""
+    needles = [
+        inner.value.casefold()
+        for inner in _required(key)
+        if isinstance(inner, HeaderKey) and inner.field in CACHED_FIELDS and inner.value.strip()
+    ]
+    return max(needles, key=len, default=None)
+
+
+def _required(key: SearchKey) -> Iterator[SearchKey]:
+    """The keys that must all match for `key` to match."""
+    if isinstance(key, And):
+        for inner in key.keys:
+            yield from _required(inner)
+    else:
+        yield key
 
 
 def compress_sequence(numbers: Iterable[int]) -> str:
@@ -262,7 +290,7 @@ def _flag_test(flag: str, present: bool) -> _Test:
 def _header_test(field: str, needle: str) -> tuple[_Test, int]:
     """FROM, TO, CC, BCC, SUBJECT and HEADER (RFC 9051 §6.4.4): a substring of the decoded value;
     an empty string matches any message with the field."""
-    if field in ENVELOPE_FIELDS:
+    if field in CACHED_FIELDS:
 
         def indexed(candidate: Candidate, content: _Content) -> bool:
             raw = candidate.message.headers.get(field)

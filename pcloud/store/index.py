@@ -2,14 +2,16 @@
 
 It holds what listing a mailbox needs without opening message files: per mailbox UIDVALIDITY,
 UIDNEXT and HIGHESTMODSEQ; per message its UID, file, flags, MODSEQ, internal date, size and the
-envelope header fields. Expunged UIDs are kept with their MODSEQ for QRESYNC (VANISHED). The
-bytes used, for the quota, are kept by triggers so that they cannot drift from the messages.
+header fields that mail programs list messages by (CACHED_FIELDS). Expunged UIDs are kept with
+their MODSEQ for QRESYNC (VANISHED). The bytes used, for the quota, are kept by triggers so that
+they cannot drift from the messages.
 """
 
 from __future__ import annotations
 
-from email.parser import BytesHeaderParser
-from email.policy import compat32
+import json
+import re
+from collections.abc import Collection, Mapping
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: mailboxes, messages, vanished UIDs, the account's usage.
@@ -32,7 +34,7 @@ MIGRATIONS: tuple[str, ...] = (
         modseq INTEGER NOT NULL,
         internal_date INTEGER NOT NULL,     -- unix seconds
         size INTEGER NOT NULL,
-        headers TEXT NOT NULL,              -- JSON object of the envelope header fields
+        headers TEXT NOT NULL,              -- JSON object: envelope_headers() of the message
         PRIMARY KEY (mailbox_id, uid)
     ) WITHOUT ROWID;
     CREATE INDEX messages_modseq ON messages (mailbox_id, modseq);
@@ -71,6 +73,31 @@ ENVELOPE_FIELDS = (
     "in-reply-to",
     "message-id",
 )
+# What the index keeps: the envelope's fields and the others that mail programs ask for when
+# they list a mailbox (Thunderbird's, mutt's and Roundcube's BODY.PEEK[HEADER.FIELDS (...)]), so
+# that listing opens no message file. Each is short and, but for broken mail, occurs once.
+CACHED_FIELDS = frozenset(
+    (
+        *ENVELOPE_FIELDS,
+        "references",
+        "content-type",
+        "content-description",
+        "priority",
+        "x-priority",
+        "importance",
+        "newsgroups",
+        "lines",
+        "list-post",
+        "list-subscribe",
+        "list-unsubscribe",
+        "disposition-notification-to",
+        "x-label",
+        "x-original-to",
+    )
+)
+_CACHED_NAMES = frozenset(name.encode() for name in CACHED_FIELDS)
+_NEXT_FIELD = re.compile(r"\r\n(?![ \t])")  # a line end after which another field starts
+_BLANKS = re.compile(r"[ \t]+")
 
 
 def header_block(message: bytes) -> bytes:
@@ -83,11 +110,71 @@ def header_block(message: bytes) -> bytes:
 
 
 def envelope_headers(message: bytes) -> dict[str, str]:
-    """The first value of each envelope field, as written (folding kept, 8-bit bytes kept as
-    surrogates: str() of a compat32 header would turn them into U+FFFD)."""
-    parsed = BytesHeaderParser(policy=compat32).parsebytes(header_block(message))
-    found: dict[str, str] = {}
-    for name, value in parsed.raw_items():
-        if name.lower() in ENVELOPE_FIELDS:
-            found.setdefault(name.lower(), value)
-    return found
+    """The CACHED_FIELDS of a message, by lower-case name, in the order they first appear: each
+    field's lines as written (every occurrence, folded lines kept), each line ending in CRLF,
+    8-bit bytes kept as surrogates (UTF-8 surrogateescape), so that the lines go back out as
+    they came. Fields are read as IMAP's HEADER.FIELDS reads them (imap/message.py)."""
+    found: dict[bytes, bytes] = {}
+    name = b""
+    for line in header_block(message).split(b"\n"):
+        line = line.removesuffix(b"\r")
+        if not line:
+            break
+        if line[:1] not in (b" ", b"\t"):  # else a folded line of the field above
+            field, colon, _ = line.partition(b":")
+            name = field.strip().lower() if colon else b""
+        if name in _CACHED_NAMES:
+            found[name] = found.get(name, b"") + line + b"\r\n"
+    return {
+        name.decode(): lines.decode("utf-8", "surrogateescape") for name, lines in found.items()
+    }
+
+
+def kept_fields(stored: str) -> dict[str, str]:
+    """envelope_headers() of a message, from the `headers` column (JSON: 8-bit bytes, kept as
+    surrogates, cannot go in a TEXT column as they are)."""
+    fields: dict[str, str] = json.loads(stored)
+    return fields
+
+
+def first_values(cached: Mapping[str, str], names: Collection[str] | None = None) -> dict[str, str]:
+    """The value of each field's first occurrence (RFC 5322 §3.6 allows one of most), by
+    lower-case name, from envelope_headers(): after the colon and the blanks that follow it,
+    folding kept, without the last line end (as the email package's compat32 reads it). Only
+    the fields `names`, when given."""
+    values = {}
+    for name, lines in cached.items():
+        if names is not None and name not in names:
+            continue
+        end = lines.find("\r\n")
+        if end != len(lines) - 2:  # more lines than one (the pattern is slow: seldom needed)
+            found = _NEXT_FIELD.search(lines, end)
+            end = found.start() if found is not None else len(lines)
+        values[name] = lines[:end].partition(":")[2].lstrip(" \t")
+    return values
+
+
+def occurs_once(lines: str) -> bool:
+    """Whether a field's lines (as envelope_headers keeps them) are of one occurrence."""
+    return _NEXT_FIELD.search(lines, 0, len(lines) - 2) is None
+
+
+def text_filter(needle: str) -> tuple[str, list[str]]:
+    """An SQL condition on the `headers` column that every message meets whose kept fields
+    hold `needle` as IMAP SEARCH reads them (RFC 2047 decoded, 8-bit text as UTF-8, unfolded,
+    casefolded); other messages may meet it too. The column's JSON is ASCII, 8-bit and control
+    characters written as \\u escapes: a row without those nor an encoded word holds its text as
+    written, where each piece of the needle between blanks (where a fold may be) must appear, in
+    any ASCII case (LIKE's)."""
+    conditions = []
+    for piece in _BLANKS.split(needle):
+        if piece:
+            escaped = json.dumps(piece)[1:-1]
+            for special in "!%_":
+                escaped = escaped.replace(special, "!" + special)
+            conditions.append(f"%{escaped}%")
+    if not conditions:
+        return "1", []
+    words = " AND ".join("headers LIKE ? ESCAPE '!'" for _ in conditions)
+    # LIKE, not instr(), which counts characters as it goes: three times slower.
+    return f"(headers LIKE '%\\u%' OR headers LIKE '%=?%' OR ({words}))", conditions

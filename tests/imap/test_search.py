@@ -11,10 +11,11 @@ import pytest
 from pcloud.imap.search import (
     Candidate,
     compress_sequence,
+    header_fields_read,
     highest_modseq,
     mentions_modseq,
-    needs_headers,
     search,
+    text_needle,
 )
 from pcloud.imap.values import (
     STAR,
@@ -32,7 +33,7 @@ from pcloud.imap.values import (
     SizeKey,
     TextKey,
 )
-from pcloud.store.index import envelope_headers
+from pcloud.store.index import envelope_headers, first_values
 from pcloud.store.mail_values import Message
 
 JAN_1 = 1_704_067_200  # 2024-01-01 00:00:00 UTC
@@ -65,7 +66,7 @@ class Mailbox:
     ) -> int:
         uid = uid or (self.candidates[-1].message.uid + 1 if self.candidates else 1)
         if headers is None:
-            headers = envelope_headers(data)
+            headers = first_values(envelope_headers(data))
         message = Message(uid, flags, modseq, internal_date, len(data), headers)
         self.candidates.append(Candidate(len(self.candidates) + 1, message, recent))
         self.files[uid] = data
@@ -77,7 +78,10 @@ class Mailbox:
 
     def uids(self, key: SearchKey) -> list[int]:
         largest_uid = self.candidates[-1].message.uid if self.candidates else 0
-        found = search(key, self.candidates, largest_uid=largest_uid, read_message=self.read)
+        found = search(
+            key, self.candidates, largest_number=len(self.candidates), largest_uid=largest_uid,
+            read_message=self.read,
+        )  # fmt: skip
         return [candidate.message.uid for candidate in found]
 
 
@@ -128,7 +132,10 @@ def test_highest_modseq_and_mentions_modseq() -> None:
     box.add(modseq=7, flags=("\\Seen",))
     box.add(modseq=9)
     box.add(modseq=4, flags=("\\Seen",))
-    seen = search(FlagKey("\\Seen", True), box.candidates, largest_uid=3, read_message=box.read)
+    seen = search(
+        FlagKey("\\Seen", True), box.candidates, largest_number=3, largest_uid=3,
+        read_message=box.read,
+    )  # fmt: skip
     assert highest_modseq(seen) == 7
     assert highest_modseq([]) == 0
     assert mentions_modseq(And((All(), Or(FlagKey("\\Seen", True), Not(ModSeqKey(5))))))
@@ -405,8 +412,37 @@ def test_compress_sequence() -> None:
     assert compress_sequence([3, 2, 1]) == "3,2,1"
 
 
-def test_needs_headers_only_for_header_and_sent_date_keys() -> None:
-    assert not needs_headers(And((FlagKey("\\Seen", True), Not(SizeKey("larger", 5)))))
-    assert not needs_headers(DateKey("internal", "on", datetime.date(2026, 1, 1)))
-    assert needs_headers(Or(All(), Not(HeaderKey("from", "bob"))))
-    assert needs_headers(And((All(), DateKey("sent", "since", datetime.date(2026, 1, 1)))))
+def test_header_fields_read_by_header_and_sent_date_keys() -> None:
+    assert not header_fields_read(And((FlagKey("\\Seen", True), Not(SizeKey("larger", 5)))))
+    assert not header_fields_read(DateKey("internal", "on", datetime.date(2026, 1, 1)))
+    assert header_fields_read(Or(All(), Not(HeaderKey("from", "bob")))) == {"from"}
+    sent = DateKey("sent", "since", datetime.date(2026, 1, 1))
+    assert header_fields_read(And((sent, HeaderKey("subject", "x")))) == {"date", "subject"}
+    assert not header_fields_read(HeaderKey("x-spam", "yes"))  # read from the message
+
+
+def test_text_needle_is_a_string_every_match_has_in_a_kept_field() -> None:
+    assert text_needle(HeaderKey("subject", "Zeppelin")) == "zeppelin"
+    nested = And((FlagKey("\\Seen", True), HeaderKey("from", "bob"),
+                  And((HeaderKey("to", "Straße Nord"),))))  # fmt: skip
+    assert text_needle(nested) == "strasse nord"  # the longest, casefolded as compared
+    assert text_needle(Or(HeaderKey("from", "a"), HeaderKey("from", "b"))) is None
+    assert text_needle(Not(HeaderKey("from", "bob"))) is None
+    assert text_needle(HeaderKey("x-spam", "yes")) is None  # the index does not keep it
+    assert text_needle(HeaderKey("subject", " \t")) is None  # any subject matches
+
+
+def test_star_is_the_views_last_message_when_not_all_are_candidates() -> None:
+    box = Mailbox()
+    first = box.add()
+    box.add()
+    last = SequenceKey(sequence((STAR, STAR)), uid=False)
+    candidates = box.candidates[:1]  # the others left out by the index
+
+    def found(largest_number: int) -> list[Candidate]:
+        return search(
+            last, candidates, largest_number=largest_number, largest_uid=2, read_message=box.read
+        )
+
+    assert found(2) == []
+    assert [c.message.uid for c in found(1)] == [first]

@@ -16,6 +16,7 @@ import pytest
 from pcloud.directory import User
 from pcloud.events import Events, Expunged, FlagsChanged, MailboxChanged, MessageAdded
 from pcloud.store import maildir
+from pcloud.store.index import first_values, kept_fields
 from pcloud.store.mail import Account, MailStore
 from pcloud.store.mail_values import (
     MailboxExists,
@@ -645,6 +646,37 @@ def test_messages_by_uid_range_and_modseq_and_vanished_uids(account: Account) ->
     assert account.vanished("INBOX", before) == [4]
     assert account.vanished("INBOX", before, [(1, 3)]) == []
     assert sorted(account.message_files("INBOX", [1, 4, 3])) == [1, 3]
+
+
+def test_message_rows_are_the_index_rows(account: Account) -> None:
+    account.deliver(message("one"), flags=["\\Seen", "$Later"], internal_date=1_700_000_000)
+    [(uid, flags, modseq, date, size, kept)] = account.message_rows("INBOX")
+    assert (uid, flags, date, size) == (1, "$Later \\Seen", 1_700_000_000, len(message("one")))
+    assert first_values(kept_fields(kept))["subject"] == "one"
+    assert account.message_rows("INBOX", headers=False)[0][5] == ""
+    assert account.messages("INBOX")[0].modseq == modseq
+
+
+def test_containing_leaves_out_only_messages_that_cannot_hold_the_text(account: Account) -> None:
+    subjects = [
+        "Zeppelin ride",
+        "=?utf-8?q?zepp=65lin?=",  # "zeppelin" once decoded
+        "caf\u00e9",  # 8-bit text: decoded, it may hold anything
+        "nothing here",
+        "the zep\r\n pelin",  # folded: "the zep pelin"
+        '100%_sure "yes"',  # LIKE's wildcards and JSON's escapes, taken literally
+    ]
+    for subject in subjects:
+        account.deliver(message(subject))
+
+    def uids(needle: str) -> list[int]:
+        return [m.uid for m in account.messages("INBOX", containing=needle)]
+
+    assert uids("zeppelin") == [1, 2, 3]
+    assert uids("zep pelin") == [1, 2, 3, 5]
+    assert uids('100%_sure "yes"') == [2, 3, 6]
+    assert uids("100x_sure") == [2, 3]
+    assert uids(" \t") == [1, 2, 3, 4, 5, 6]  # only blanks: no words to look for
 
 
 def test_subscriptions(account: Account) -> None:
