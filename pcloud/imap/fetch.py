@@ -274,20 +274,24 @@ async def _fetch_batch(
         account.message_rows, selected.name, uid_ranges([uid for _, uid in batch]),
         headers=plan.headers, changed_since=changed_since,
     )  # fmt: skip
-    found = {row[0]: row for row in rows}
     seen_now: set[int] = set()
     if plan.sets_seen:
-        seen_now = {uid for uid, row in found.items() if "\\Seen" not in split_flags(row[1])}
+        seen_now = {row[0] for row in rows if "\\Seen" not in split_flags(row[1])}
         await _mark_seen(session, seen_now)
-        for uid in seen_now:
-            flags = " ".join(sorted({*split_flags(found[uid][1]), "\\Seen"}))
-            found[uid] = (uid, flags, *found[uid][2:])
+        rows = [
+            (row[0], " ".join(sorted({*split_flags(row[1]), "\\Seen"})), *row[2:])
+            if row[0] in seen_now else row
+            for row in rows
+        ]  # fmt: skip
     # Skipped: expunged meanwhile (or unchanged since CHANGEDSINCE).
+    found = {row[0]: row for row in rows}
     present = [(number, found[uid]) for number, uid in batch if uid in found]
+    if plan.row_format is not None:  # nothing but the index row is asked for
+        for number, row in present:
+            session.untagged(plan.row_format(number, row))
+        return
     made: dict[int, bytes | None] = {}  # the responses the index answers
-    if plan.row_format is not None:
-        made = {row[0]: plan.row_format(number, row) for number, row in present}
-    elif plan.from_index:
+    if plan.from_index:
         made = {
             row[0]: _response(session, plan.wanted, number, row, None, row[0] in seen_now)
             for number, row in present

@@ -58,6 +58,11 @@ MIGRATIONS: tuple[str, ...] = (
         UPDATE account SET bytes = bytes - OLD.size, messages = messages - 1;
     END;
     """,
+    # 2: what listing a mailbox reads (SELECT, FETCH of flags, STATUS), in an index of its own:
+    # a third quicker to scan than the rows, which hold the header fields.
+    """
+    CREATE INDEX messages_listing ON messages (mailbox_id, uid, flags, modseq, internal_date, size);
+    """,
 )
 
 # The header fields an IMAP ENVELOPE (RFC 9051 §7.5.2) and a message list are built from.
