@@ -177,7 +177,8 @@ class TlsSection:
         "",
         Text("a file path"),
         "PEM certificate chain issued elsewhere (by an ACME client, say); empty: pcloud's own "
-        "CA issues one for every hosted domain, its mail. and autoconfig. names and localhost.",
+        "CA issues one for every hosted domain, its mail., autoconfig. and autodiscover. names, "
+        "and localhost.",
     )
     private_key: str = option(
         "", Text("a file path"), "PEM private key that goes with `certificate`."
@@ -282,6 +283,33 @@ class ImapSection:
 
 
 @dataclass(frozen=True)
+class XmppSection:
+    """Chat (XMPP: 5222 with STARTTLS, 5223 with TLS from the start)."""
+
+    max_stanza_bytes: int = option(
+        256 * 1024,
+        Integer("an integer from 10240 to 16777216", 10240, 16 * 1024 * 1024),
+        "The largest stanza a client may send; a larger one ends its stream (policy-violation).",
+    )
+    rate_bytes_per_second: int = option(
+        100_000,
+        Integer("an integer from 0 to 1073741824", 0, 1024**3),
+        "What one connection may send on average (bursts of two seconds' worth pass); beyond, "
+        "the server reads from it more slowly. 0: no limit.",
+    )
+    max_resources_per_user: int = option(
+        20,
+        Integer("an integer from 1 to 1000", 1, 1000),
+        "Simultaneous sessions (phones, desktops) of one user; more are refused at bind.",
+    )
+    max_offline_messages: int = option(
+        1000,
+        Integer("an integer from 0 to 1000000", 0, 1_000_000),
+        "Messages kept for a user who is offline; further ones are refused to their sender.",
+    )
+
+
+@dataclass(frozen=True)
 class LogSection:
     """What the server writes to its log (standard error)."""
 
@@ -289,6 +317,39 @@ class LogSection:
         "info",
         Choice('one of "debug", "info", "warning", "error"', ("debug", "info", "warning", "error")),
         "The least severe events that are logged.",
+    )
+
+
+@dataclass(frozen=True)
+class FilesSection:
+    """Users' files (WebDAV, SFTP): earlier versions and how long they are kept."""
+
+    keep_all_minutes: int = option(
+        60,
+        Integer("an integer from 0 to 10080", 0, 10080),
+        "Every earlier version of a file (overwritten, deleted or moved away) is kept at least "
+        "this long.",
+    )
+    hourly_for_hours: int = option(
+        24,
+        Integer("an integer from 0 to 8760", 0, 8760),
+        "Then the state of the files at each full hour is kept for this many hours.",
+    )
+    daily_for_days: int = option(
+        30,
+        Integer("an integer from 0 to 3650", 0, 3650),
+        "Then the state at each midnight (UTC) is kept for this many days.",
+    )
+    weekly_for_weeks: int = option(
+        52,
+        Integer("an integer from 0 to 5200", 0, 5200),
+        "Then the state at each Monday midnight (UTC) is kept for this many weeks.",
+    )
+    versions_count_against_quota: bool = option(
+        True,
+        Boolean("true or false"),
+        "Whether the space that earlier versions take counts against the user's quota (each "
+        "content once: versions are stored deduplicated).",
     )
 
 
@@ -327,7 +388,9 @@ class Config:
     login: LoginSection = LoginSection()
     smtp: SmtpSection = SmtpSection()
     imap: ImapSection = ImapSection()
+    xmpp: XmppSection = XmppSection()
     log: LogSection = LogSection()
+    files: FilesSection = FilesSection()
     listeners: Mapping[str, ListenerSection] = field(default_factory=dict)
 
 
@@ -337,7 +400,9 @@ SECTIONS: dict[str, type[Any]] = {
     "login": LoginSection,
     "smtp": SmtpSection,
     "imap": ImapSection,
+    "xmpp": XmppSection,
     "log": LogSection,
+    "files": FilesSection,
 }
 
 

@@ -1,7 +1,13 @@
 """The DNS records a hosted domain needs, and whether they are published (`pcloud dns`).
 
-Mail: MX, SPF (RFC 7208), DKIM (RFC 6376), DMARC (RFC 7489). Client autoconfiguration and
-avatar records join this list as those services arrive.
+Mail: MX, SPF (RFC 7208), DKIM (RFC 6376), DMARC (RFC 7489). Clients: the SRV records of
+RFC 6186 (mail, with RFC 8314's preference for implicit TLS) and RFC 6764 (CalDAV, CardDAV),
+Outlook's `_autodiscover._tcp`, the autoconfig/autodiscover host names, and Libravatar's
+`_avatars._tcp`/`_avatars-sec._tcp`. A service this server does not offer gets an SRV record
+with the target "." (RFC 2782), so that clients do not go looking for it.
+
+Ports are the public ones: a listener's configured port, else its standard port (a server on
+the high ports is normally reached through a router that forwards the standard ones).
 """
 
 from __future__ import annotations
@@ -11,7 +17,8 @@ from dataclasses import dataclass
 import dns.exception
 import dns.resolver
 
-from pcloud.config import SmtpSection, split_host_port
+from pcloud.config import Config, SmtpSection, split_host_port
+from pcloud.listeners import LISTENERS
 from pcloud.store.dkim_keys import DkimKey
 
 
@@ -58,6 +65,53 @@ def mail_records(domain: str, dkim_key: DkimKey) -> list[Record]:
     ]
 
 
+def public_ports(settings: Config) -> dict[str, int]:
+    """Listener name → the port clients reach it on, for the enabled listeners."""
+    ports = {}
+    for spec in LISTENERS:
+        listener = settings.listeners.get(spec.name)
+        if listener is not None and not listener.enabled:
+            continue
+        configured = listener.port if listener is not None else None
+        ports[spec.name] = configured or spec.standard_port
+    return ports
+
+
+# (SRV name, listener, priority, what it is for); RFC 8314 §5.1: implicit TLS preferred.
+SERVICE_RECORDS = (
+    ("_imaps._tcp", "imaps", 0, "mail programs find IMAP over TLS (RFC 6186)"),
+    ("_imap._tcp", "imap", 10, "mail programs find IMAP with STARTTLS (RFC 6186)"),
+    ("_submissions._tcp", "submissions", 0, "mail programs find submission over TLS (RFC 8314)"),
+    ("_submission._tcp", "submission", 10, "mail programs find submission (RFC 6186)"),
+    ("_pop3s._tcp", "", 0, "no POP3 here (RFC 6186)"),
+    ("_pop3._tcp", "", 0, "no POP3 here (RFC 6186)"),
+    ("_caldavs._tcp", "https", 0, "calendar programs find CalDAV (RFC 6764)"),
+    ("_carddavs._tcp", "https", 0, "contacts programs find CardDAV (RFC 6764)"),
+    ("_caldav._tcp", "", 0, "no CalDAV without TLS (RFC 6764)"),
+    ("_carddav._tcp", "", 0, "no CardDAV without TLS (RFC 6764)"),
+    ("_autodiscover._tcp", "https", 0, "Outlook finds its settings"),
+    ("_avatars-sec._tcp", "https", 0, "Libravatar clients find this domain's avatars"),
+    ("_avatars._tcp", "http", 0, "Libravatar clients find this domain's avatars (HTTP)"),
+)
+
+
+def client_records(domain: str, ports: dict[str, int]) -> list[Record]:
+    host = f"mail.{domain}."
+    records = []
+    for name, listener, priority, purpose in SERVICE_RECORDS:
+        port = ports.get(listener)
+        value = f"{priority} 1 {port} {host}" if port else "0 0 0 ."
+        records.append(Record(f"{name}.{domain}", "SRV", value, purpose))
+        if port and name in ("_caldavs._tcp", "_carddavs._tcp"):
+            records.append(Record(f"{name}.{domain}", "TXT", "path=/dav/", "where DAV starts"))
+    if "https" in ports:
+        for name in ("autoconfig", "autodiscover"):
+            records.append(
+                Record(f"{name}.{domain}", "CNAME", host, "mail programs fetch their settings")
+            )
+    return records
+
+
 def _published(record: Record) -> list[str]:
     try:
         answer = dns.resolver.resolve(record.name, record.type)
@@ -87,7 +141,7 @@ def check(record: Record) -> str:
 
 
 def _same(record: Record, published: str) -> bool:
-    if record.type == "MX":
+    if record.type in ("MX", "SRV", "CNAME"):
         return published.lower().rstrip(".") == record.value.lower().rstrip(".")
     if "DKIM1" in record.value:  # the key is what matters, not the order of the tags
         return record.value.split("p=")[1] == published.split("p=")[-1].replace(" ", "")

@@ -111,6 +111,33 @@ LISTENERS: tuple[ListenerSpec, ...] = (
         tls_modes=("implicit",),
         serve_path="pcloud.imap.server:serve_implicit_tls",
     ),
+    ListenerSpec(
+        name="xmpp",
+        service="chat",
+        description="XMPP: chat programs connect, STARTTLS required before login",
+        standard_port=5222,
+        high_port=5322,
+        tls_modes=("starttls",),
+        serve_path="pcloud.xmpp.server:serve_starttls",
+    ),
+    ListenerSpec(
+        name="xmpps",
+        service="chat",
+        description="XMPP over TLS from the start (XEP-0368)",
+        standard_port=5223,
+        high_port=5323,
+        tls_modes=("implicit",),
+        serve_path="pcloud.xmpp.server:serve_direct_tls",
+    ),
+    ListenerSpec(
+        name="ssh",
+        service="shell",
+        description="SSH: the pcloud command shell, signed in with SSH keys only",
+        standard_port=22,
+        high_port=2222,
+        tls_modes=("none",),  # SSH encrypts by itself
+        serve_path="pcloud.ssh.server:serve",
+    ),
 )
 
 

@@ -7,6 +7,9 @@ Data folder layout (each part is described by the module that owns it):
     mail/<address>/      Maildir++ folders and index.sqlite3 of each account (pcloud.store.mail)
     queue/               mail waiting for delivery to other servers (pcloud.store.queue)
     dkim/                DKIM signing keys, one per domain (pcloud.store.dkim_keys)
+    avatars/             pictures per address and per domain (pcloud.store.avatars)
+    files/               users' files, their versions, shares and links (pcloud.store.files)
+    xmpp/                chat rosters and messages kept for offline users (pcloud.store.xmpp)
     srs.secret           the key of rewritten senders of forwarded mail (pcloud.store.secret)
     run/                 lock and endpoints of the running server (pcloud.supervisor)
 """
@@ -25,10 +28,13 @@ from pcloud.directory.passwords import generate_password
 from pcloud.dns_records import configure_resolver
 from pcloud.events import Events
 from pcloud.store import secret
+from pcloud.store.avatars import AvatarStore
 from pcloud.store.dkim_keys import DkimKeys
 from pcloud.store.durable import write_atomically
+from pcloud.store.files import FileStore
 from pcloud.store.mail import MailStore
 from pcloud.store.queue import QueueStore
+from pcloud.store.xmpp import XmppStore
 from pcloud.tls import Tls
 
 log = logging.getLogger(__name__)
@@ -54,6 +60,9 @@ class Services:
     queue: QueueStore
     dkim: DkimKeys
     srs_secret: str  # signs rewritten senders of forwarded mail (SRS)
+    avatars: AvatarStore
+    files: FileStore
+    xmpp: XmppStore
     # Filled by the supervisor once every listener is bound and before any serves, so that a
     # service can name the others' real ports (redirects, client autoconfiguration).
     endpoints: list[Endpoint] = field(default_factory=list)
@@ -75,6 +84,8 @@ class Services:
     def close(self) -> None:
         self.queue.close()
         self.mail.close()
+        self.files.close()
+        self.xmpp.close()
         self.directory.close()
 
 
@@ -119,6 +130,18 @@ def dkim_keys(data_dir: Path) -> DkimKeys:
     return DkimKeys(data_dir / "dkim")
 
 
+def avatar_store(data_dir: Path, directory: Directory) -> AvatarStore:
+    return AvatarStore(data_dir / "avatars", directory)
+
+
+def file_store(data_dir: Path, directory: Directory, settings: Config) -> FileStore:
+    return FileStore(data_dir / "files", directory.user, settings.files)
+
+
+def xmpp_store(data_dir: Path) -> XmppStore:
+    return XmppStore(data_dir / "xmpp")
+
+
 def open_services(
     data_dir: Path, *, domain: str | None = None
 ) -> tuple[Services, FirstStart | None]:
@@ -155,5 +178,11 @@ def open_services(
     for hosted in directory.domains():
         dkim.ensure(hosted)
     srs_secret = secret.load_or_create(data_dir / "srs.secret")
-    services = Services(data_dir, settings, directory, tls, events, mail, queue, dkim, srs_secret)
+    avatars = avatar_store(data_dir, directory)
+    files = file_store(data_dir, directory, settings)
+    xmpp = xmpp_store(data_dir)
+    services = Services(
+        data_dir, settings, directory, tls, events, mail, queue, dkim, srs_secret, avatars, files,
+        xmpp,
+    )  # fmt: skip
     return services, first_start

@@ -5,9 +5,9 @@ On-disk layout (`<data>/tls/`):
                             trust this server without a public certificate import ca.pem
     server.pem, server.key  the server certificate issued by that CA
 
-The server certificate names every hosted domain, its `mail.` and `autoconfig.` names,
-localhost, 127.0.0.1 and ::1. It is issued again when that set of names changes or when it has
-less than 30 days left, at start and on reload (SIGHUP). When the config names a certificate
+The server certificate names every hosted domain, its `mail.`, `autoconfig.` and `autodiscover.`
+names, localhost, 127.0.0.1 and ::1. It is issued again when that set of names changes or when
+it has less than 30 days left, at start and on reload (SIGHUP). When the config names a certificate
 issued elsewhere, that one is used instead and nothing is generated.
 
 Keys are ECDSA P-256: quick to make and to use on a small machine, and accepted by every client.
@@ -44,7 +44,7 @@ LOCAL_NAMES = ("localhost", "127.0.0.1", "::1")
 def certificate_names(domains: Iterable[str]) -> list[str]:
     names: list[str] = []
     for domain in sorted(domains):
-        names += [domain, f"mail.{domain}", f"autoconfig.{domain}"]
+        names += [domain, f"mail.{domain}", f"autoconfig.{domain}", f"autodiscover.{domain}"]
     return list(dict.fromkeys([*names, *LOCAL_NAMES]))
 
 
@@ -62,6 +62,12 @@ class CertificateInfo:
 def read_certificate(path: Path) -> CertificateInfo:
     certificate = x509.load_pem_x509_certificate(path.read_bytes())
     return CertificateInfo(path, _subject_names(certificate), certificate.not_valid_after_utc)
+
+
+def fingerprint(path: Path) -> str:
+    """SHA-256 fingerprint of a PEM certificate as devices show it (AB:CD:…)."""
+    certificate = x509.load_pem_x509_certificate(path.read_bytes())
+    return certificate.fingerprint(hashes.SHA256()).hex(":").upper()
 
 
 def _subject_names(certificate: x509.Certificate) -> tuple[str, ...]:

@@ -10,7 +10,7 @@ import pytest
 from pcloud import config
 from pcloud.cli import Context, run
 from pcloud.config import ConfigError
-from pcloud.listeners import render_port_table
+from pcloud.listeners import LISTENERS, render_port_table
 
 
 def load_text(tmp_path: Path, text: str) -> config.Config:
@@ -58,9 +58,10 @@ def test_values_are_read(tmp_path: Path) -> None:
         ),
         ("[sever]\n", "sever: unknown section"),
         (
-            "[listeners.xmpp]\n",
-            "listeners.xmpp: unknown listener (known: https, http, smtp, submission, submissions,"
-            " imap, imaps)",
+            "[listeners.gopher]\n",
+            "listeners.gopher: unknown listener (known: "
+            + ", ".join(spec.name for spec in LISTENERS)
+            + ")",
         ),
         (
             "[listeners.https]\nport = 'abc'\n",

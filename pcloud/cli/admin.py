@@ -7,10 +7,8 @@ They work whether or not the server runs: the server reads the directory on ever
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import re
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from pcloud import dns_records
-from pcloud.cli import CommandError, Context, UsageError, data_dir_of
+from pcloud.cli import Access, CommandError, Context, UsageError, data_dir_of
 from pcloud.directory import Directory
 from pcloud.directory.passwords import generate_password
 from pcloud.events import Events
@@ -29,6 +27,7 @@ from pcloud.supervisor import notify_running_server
 
 
 def register(commands: Any, group: Any, command: Any) -> None:
+    own = Access.ACCOUNT  # every user on their own account; the rest is for administrators
     users = group("user", "manage users, their passwords, app passwords and SSH keys")
     add = command(users, "add", cmd_user_add, "add a user")
     add.add_argument("address", help="the user's mail address, which is also their login")
@@ -42,7 +41,12 @@ def register(commands: Any, group: Any, command: Any) -> None:
     listing = command(users, "list", cmd_user_list, "list users")
     listing.add_argument("--json", action="store_true", help="print JSON for scripts")
 
-    passwd = command(users, "passwd", cmd_user_passwd, "set a user's password")
+    show = command(
+        users, "show", cmd_user_show, "a user's name, role and storage limit", access=own
+    )
+    show.add_argument("address")
+
+    passwd = command(users, "passwd", cmd_user_passwd, "set a user's password", access=own)
     passwd.add_argument("address")
     _password_options(passwd)
 
@@ -53,19 +57,26 @@ def register(commands: Any, group: Any, command: Any) -> None:
     quota.add_argument("address")
     quota.add_argument("size", type=_size, help='e.g. 500M, 5G, or "none"')
 
-    app = command(users, "app-password", cmd_app_password, "per-device passwords")
+    app = command(users, "app-password", cmd_app_password, "per-device passwords", access=own)
     app.add_argument("operation", choices=("add", "list", "del"))
     app.add_argument("address")
     app.add_argument("label", nargs="?", help='the device, e.g. "phone" (add, del)')
 
-    key = command(users, "ssh-key", cmd_ssh_key, "SSH public keys for SFTP and the shell")
+    key = command(
+        users, "ssh-key", cmd_ssh_key, "SSH public keys for SFTP and the shell", access=own
+    )
     key.add_argument("operation", choices=("add", "list", "del"))
     key.add_argument("address")
     key.add_argument(
-        "key", nargs="?", help='add: a public key file, or "-" for standard input; del: fingerprint'
+        "key",
+        nargs="?",
+        help='add: a public key file, or "-" for standard input (over SSH: the key line itself, '
+        'quoted, or "-"); del: its fingerprint',
     )
 
-    card = command(users, "card", cmd_user_card, "publish the user's contact card, or stop")
+    card = command(
+        users, "card", cmd_user_card, "publish the user's contact card, or stop", access=own
+    )
     card.add_argument("address")
     card.add_argument("state", choices=("on", "off"))
 
@@ -124,11 +135,11 @@ def _new_password(context: Context, arguments: argparse.Namespace) -> tuple[str,
         return arguments.password, False
     if arguments.password_stdin:
         return context.stdin.readline().rstrip("\r\n"), False
-    if context.stdin.isatty() and context.stdin is sys.stdin:
-        first = getpass.getpass("New password (empty: generate one): ")
+    if context.ask_secret is not None:
+        first = context.ask_secret("New password (empty: generate one): ")
         if not first:
             return generate_password(), True
-        if getpass.getpass("Repeat it: ") != first:
+        if context.ask_secret("Repeat it: ") != first:
             raise UsageError("the two passwords differ")
         return first, False
     return generate_password(), True
@@ -172,6 +183,31 @@ def cmd_user_list(context: Context, arguments: argparse.Namespace) -> int:
         name = f" ({user.display_name})" if user.display_name else ""
         context.say(f"{user.address}{name}{flags}{quota}")
     return 0
+
+
+def cmd_user_show(context: Context, arguments: argparse.Namespace) -> int:
+    with directory_of(arguments) as directory:
+        user = directory.user(arguments.address)
+        if user is None:
+            raise CommandError(f"no user {arguments.address}")
+        keys = len(directory.ssh_keys(user.address))
+        apps = len(directory.app_passwords(user.address))
+    context.say(user.address)
+    context.say(f"  name: {user.display_name or '-'}")
+    context.say(f"  administrator: {'yes' if user.is_admin else 'no'}")
+    context.say(f"  storage limit: {_size_text(user.quota_bytes)}")
+    context.say(f"  app passwords: {apps}, SSH keys: {keys}")
+    return 0
+
+
+def _size_text(size: int) -> str:
+    if not size:
+        return "none"
+    for unit in "TGMK":
+        scale = 1024 ** ("_KMGT".index(unit))
+        if size >= scale and size % scale == 0:
+            return f"{size // scale}{unit}"
+    return f"{size} bytes"
 
 
 def cmd_user_passwd(context: Context, arguments: argparse.Namespace) -> int:
@@ -245,12 +281,7 @@ def cmd_app_password(context: Context, arguments: argparse.Namespace) -> int:
 def cmd_ssh_key(context: Context, arguments: argparse.Namespace) -> int:
     with directory_of(arguments) as directory:
         if arguments.operation == "add":
-            source = _required(arguments.key, "a public key file")
-            try:
-                text = context.stdin.read() if source == "-" else Path(source).read_text()
-            except OSError as error:
-                raise CommandError(f"cannot read {source}: {error.strerror}") from None
-            key = directory.add_ssh_key(arguments.address, text)
+            key = directory.add_ssh_key(arguments.address, _public_key(context, arguments))
             context.say(f"added key {key.fingerprint} {key.comment}".rstrip())
         elif arguments.operation == "list":
             for key in directory.ssh_keys(arguments.address):
@@ -260,6 +291,18 @@ def cmd_ssh_key(context: Context, arguments: argparse.Namespace) -> int:
             directory.remove_ssh_key(arguments.address, fingerprint)
             context.say(f"removed key {fingerprint}")
     return 0
+
+
+def _public_key(context: Context, arguments: argparse.Namespace) -> str:
+    source = _required(arguments.key, "a public key")
+    if source == "-":
+        return context.stdin.read()
+    if context.remote:  # the server's files are not the signed-in user's to read
+        return source
+    try:
+        return Path(source).read_text()
+    except OSError as error:
+        raise CommandError(f"cannot read {source}: {error.strerror}") from None
 
 
 def cmd_alias_add(context: Context, arguments: argparse.Namespace) -> int:
@@ -353,6 +396,7 @@ def cmd_dns(context: Context, arguments: argparse.Namespace) -> int:
         if domain not in directory.domains():
             raise CommandError(f"domain {domain} is not hosted here")
     records = dns_records.mail_records(domain, dkim_keys(data_dir).ensure(domain))
+    records += dns_records.client_records(domain, dns_records.public_ports(settings))
     dns_records.configure_resolver(settings.smtp)
     missing = 0
     for record in records:

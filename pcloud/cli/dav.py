@@ -5,23 +5,27 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from pcloud.cli import Context
+from pcloud.cli import Access, Context
 from pcloud.cli.admin import directory_of
 
 
 def register(group: Any, command: Any) -> None:
     dav = group("dav", "calendars and address books shared with other users")
-    share = command(dav, "share", cmd_share, "share a calendar or address book with a user")
+    # Users share their own collections; administrators anyone's.
+    own = {"access": Access.ACCOUNT, "account": "owner"}
+    share = command(dav, "share", cmd_share, "share a calendar or address book with a user", **own)
     share.add_argument("owner", help="the owner's address")
     share.add_argument("collection", help='its name in the owner\'s home, e.g. "calendar"')
     share.add_argument("grantee", help="the user it is shared with")
     share.add_argument("--read-only", action="store_true", help="they may read, not change it")
-    unshare = command(dav, "unshare", cmd_unshare, "stop sharing it with that user")
+    unshare = command(dav, "unshare", cmd_unshare, "stop sharing it with that user", **own)
     unshare.add_argument("owner")
     unshare.add_argument("collection")
     unshare.add_argument("grantee")
-    shares = command(dav, "shares", cmd_shares, "list shares (all, or one user's)")
-    shares.add_argument("address", nargs="?")
+    shares = command(
+        dav, "shares", cmd_shares, "list shares (all, or one user's)", access=Access.ACCOUNT
+    )
+    shares.add_argument("address", nargs="?", help="default: all (a user: their own)")
 
 
 def cmd_share(context: Context, arguments: argparse.Namespace) -> int:

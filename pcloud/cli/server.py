@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from pcloud import __version__, config, logs
-from pcloud.cli import CommandError, Context, data_dir_of
+from pcloud.cli import Access, CommandError, Context, data_dir_of
 from pcloud.config import ConfigError
 from pcloud.listeners import PORT_MAPS
 from pcloud.services import Endpoint, FirstStart, load_config, open_directory, open_services
@@ -25,10 +25,18 @@ from pcloud.tls import certificate_file, read_certificate
 
 
 def register(commands: Any, command: Any) -> None:
-    init = command(commands, "init", cmd_init, "create a data folder without serving")
+    init = command(
+        commands, "init", cmd_init, "create a data folder without serving", access=Access.LOCAL
+    )
     init.add_argument("--domain", help="the main mail domain (default: this machine's host name)")
 
-    serve = command(commands, "serve", cmd_serve, "run the server (creating the data folder)")
+    serve = command(
+        commands,
+        "serve",
+        cmd_serve,
+        "run the server (creating the data folder)",
+        access=Access.LOCAL,
+    )
     serve.add_argument("--domain", help="the main mail domain, for a new data folder")
     serve.add_argument(
         "--ports",

@@ -20,7 +20,7 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -174,6 +174,7 @@ class Directory:
         address = _address(address)
         self._check_password(password, address)
         password_hash = passwords.hash_password(password)
+        scram_keys = passwords.scram_keys(password)
         with self._transaction() as db:
             self._require_hosted(db, domain_of(address))
             if db.execute("SELECT 1 FROM users WHERE address = ?", (address,)).fetchone():
@@ -193,6 +194,7 @@ class Directory:
                     int(time.time()),
                 ),
             )
+            _store_scram_keys(db, self._user_id(db, address), scram_keys)
         log.info("user added address=%s admin=%s", address, is_admin)
         user = self.user(address)
         assert user is not None
@@ -229,11 +231,13 @@ class Directory:
         address = _address(address)
         self._check_password(password, address)
         password_hash = passwords.hash_password(password)
+        scram_keys = passwords.scram_keys(password)
         with self._transaction() as db:
-            self._user_id(db, address)
+            user_id = self._user_id(db, address)
             db.execute(
                 "UPDATE users SET password_hash = ? WHERE address = ?", (password_hash, address)
             )
+            _store_scram_keys(db, user_id, scram_keys)
         log.info("password changed address=%s", address)
 
     def set_quota(self, address: str, quota_bytes: int) -> None:
@@ -526,6 +530,11 @@ class Directory:
             return None
         self.throttle.attempt(remote, login)
         principal = await asyncio.to_thread(self._check_secret, login, secret)
+        return await self._login_result(principal, login, service=service, remote=remote)
+
+    async def _login_result(
+        self, principal: Principal | None, login: str, *, service: str, remote: str
+    ) -> Principal | None:
         if principal:
             self.throttle.succeeded(remote, login)
             log.info(
@@ -542,6 +551,39 @@ class Directory:
         )
         await asyncio.sleep(delay)
         return None
+
+    def scram_keys(self, login: str, mechanism: str) -> passwords.ScramKeys:
+        """The SCRAM keys of a login's password for a mechanism (RFC 5802 §5). An unknown login,
+        or a password set before pcloud kept SCRAM keys, gets keys that no proof matches, the
+        same at every attempt, so that the exchange does not tell which logins exist."""
+        rows = self._query(
+            "SELECT salt, iterations, stored_key, server_key FROM scram_keys k JOIN users u"
+            " ON u.id = k.user_id WHERE u.address = ? AND k.mechanism = ?",
+            self.login_name(login),
+            mechanism,
+        )
+        if rows:
+            return passwords.ScramKeys(*rows[0])
+        return passwords.decoy_scram_keys(self.login_name(login), mechanism)
+
+    async def authenticate_scram(
+        self, login: str, proof_is_valid: Callable[[], bool], *, service: str, remote: str
+    ) -> Principal | None:
+        """SCRAM's end (RFC 5802 §5.1): `proof_is_valid` checks the client's proof against the
+        keys `scram_keys` gave. Throttled and logged as `authenticate` is. App passwords have
+        no SCRAM keys: they log in with PLAIN."""
+        login = self.login_name(login)
+        if self.throttle.locked(remote, login):
+            log.warning(
+                "login refused: locked out login=%s service=%s remote=%s", login, service, remote
+            )
+            return None
+        self.throttle.attempt(remote, login)
+        rows = self._query("SELECT address, is_admin FROM users WHERE address = ?", login)
+        principal = None
+        if rows and proof_is_valid():
+            principal = Principal(rows[0]["address"], bool(rows[0]["is_admin"]), "password")
+        return await self._login_result(principal, login, service=service, remote=remote)
 
     def _check_secret(self, login: str, secret: str) -> Principal | None:
         rows = self._query(
@@ -565,9 +607,32 @@ class Directory:
             credential = f"app-password:{app_rows[0]['label']}"
         elif passwords.verify_password(secret, user["password_hash"]):
             credential = "password"
+            self._add_missing_scram_keys(user["id"], secret)
         else:
             return None
         return Principal(user["address"], bool(user["is_admin"]), credential)
+
+    def _add_missing_scram_keys(self, user_id: int, password: str) -> None:
+        """A password set before pcloud kept SCRAM keys gets them at its first login."""
+        if self._query("SELECT 1 FROM scram_keys WHERE user_id = ?", user_id):
+            return
+        keys = passwords.scram_keys(password)
+        with self._transaction() as db:
+            _store_scram_keys(db, user_id, keys)
+        log.info("scram keys added user_id=%d", user_id)
+
+
+def _store_scram_keys(
+    db: sqlite3.Connection, user_id: int, keys: dict[str, passwords.ScramKeys]
+) -> None:
+    db.execute("DELETE FROM scram_keys WHERE user_id = ?", (user_id,))
+    db.executemany(
+        "INSERT INTO scram_keys VALUES (?, ?, ?, ?, ?, ?)",
+        [
+            (user_id, mechanism, k.salt, k.iterations, k.stored_key, k.server_key)
+            for mechanism, k in keys.items()
+        ],
+    )
 
 
 def _user(row: sqlite3.Row) -> User:

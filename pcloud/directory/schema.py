@@ -60,4 +60,17 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE users ADD COLUMN publish_card INTEGER NOT NULL DEFAULT 0;
     """,
+    # 4: SCRAM keys of each user's password (RFC 5802), one row per mechanism: written whenever
+    # the password is set, and at the first password login of a user whose password is older.
+    """
+    CREATE TABLE scram_keys (
+        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        mechanism TEXT NOT NULL,            -- "SCRAM-SHA-1", "SCRAM-SHA-256"
+        salt BLOB NOT NULL,
+        iterations INTEGER NOT NULL,
+        stored_key BLOB NOT NULL,
+        server_key BLOB NOT NULL,
+        PRIMARY KEY (user_id, mechanism)
+    );
+    """,
 )

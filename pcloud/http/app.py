@@ -1,7 +1,7 @@
 """The HTTPS application (one aiohttp app on one TLS listener) and the plain-HTTP listener.
 
 Services add their routes here: DAV under /dav/ (pcloud/dav/); later files under /files/,
-avatars under /avatar/, autoconfig under /.well-known/ and /mail/, the web panel at /. Plain
+avatars under /avatar/, client set-up (pcloud/autoconfig/), the web panel at /. Plain
 HTTP answers every request with a permanent redirect to the same URL over HTTPS (and will
 answer ACME HTTP-01 challenges); it never serves content or takes credentials.
 """
@@ -12,7 +12,7 @@ import socket
 
 from aiohttp import web
 
-from pcloud import __version__, dav
+from pcloud import __version__, autoconfig, avatar, dav
 from pcloud.listeners import Stop
 from pcloud.services import Services
 
@@ -31,6 +31,8 @@ def make_app(services: Services) -> web.Application:
     app[SERVICES] = services
     app.router.add_get("/healthz", healthz)
     dav.add_routes(app, services)
+    avatar.add_routes(app, services)
+    autoconfig.add_routes(app, services)
     return app
 
 

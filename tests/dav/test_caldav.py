@@ -7,14 +7,13 @@ import datetime
 import ssl
 import urllib.error
 import urllib.request
-from base64 import b64encode
 
 import caldav
 import pytest
 
 from pcloud.testing import RunningServer
+from tests.https import PASSWORD, request
 
-PASSWORD = "correct horse battery"
 EVENT = """BEGIN:VCALENDAR
 VERSION:2.0
 PRODID:-//pcloud tests//EN
@@ -52,28 +51,6 @@ def client(
     return caldav.DAVClient(
         server.url(path), username=user, password=password, ssl_verify_cert=str(server.ca_file)
     )
-
-
-def request(
-    server: RunningServer,
-    method: str,
-    path: str,
-    user: str,
-    body: bytes = b"",
-    headers: dict[str, str] | None = None,
-) -> tuple[int, bytes]:
-    """A raw HTTP request with Basic authentication; (status, body)."""
-    credentials = b64encode(f"{user}:{PASSWORD}".encode()).decode()
-    call = urllib.request.Request(
-        server.url(path), data=body or None, method=method,
-        headers={"Authorization": f"Basic {credentials}", **(headers or {})},
-    )  # fmt: skip
-    context = ssl.create_default_context(cafile=str(server.ca_file))
-    try:
-        with urllib.request.urlopen(call, context=context, timeout=10) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read()
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from pcloud.testing import RunningServer
-from tests.dav.test_caldav import PASSWORD, request
+from tests.https import PASSWORD, request
 
 ALICE, BOB = "alice@example.org", "bob@example.org"
 EVENT = """BEGIN:VCALENDAR

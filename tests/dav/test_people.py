@@ -14,7 +14,7 @@ import pytest
 
 from pcloud.dav.people import Person, address_book_people, parse_card, rank
 from pcloud.testing import RunningServer
-from tests.dav.test_caldav import PASSWORD, request
+from tests.https import PASSWORD, request
 
 ALICE, BOB = "alice@example.org", "bob@example.org"
 BOOK = f"/dav/{ALICE}/contacts/"

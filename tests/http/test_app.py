@@ -36,7 +36,15 @@ def test_curl_with_the_ca_file(server: RunningServer) -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["localhost", "mail.example.org", "autoconfig.example.org", "example.org", "127.0.0.1"]
+    "name",
+    [
+        "localhost",
+        "mail.example.org",
+        "autoconfig.example.org",
+        "autodiscover.example.org",
+        "example.org",
+        "127.0.0.1",
+    ],
 )
 def test_certificate_names_the_server_names(server: RunningServer, name: str) -> None:
     import socket

@@ -7,7 +7,7 @@ import smtplib
 from email.message import EmailMessage
 
 from pcloud.testing import RunningServer
-from tests.dav.test_caldav import PASSWORD, request
+from tests.https import PASSWORD, request
 
 INVITATION = """BEGIN:VCALENDAR
 VERSION:2.0

@@ -15,7 +15,7 @@ from icalendar import Calendar, Component
 from pcloud.store.calendars import create_default_collections, open_storage
 from pcloud.store.invitations import HEADER_NAME, Invitation, apply_invitation, parse_invitation
 from pcloud.testing import RunningServer
-from tests.dav.test_caldav import PASSWORD, request
+from tests.https import PASSWORD, request
 
 ALICE, BOB, CAROL = "alice@example.org", "bob@example.org", "carol@example.org"
 TIMEZONE = """BEGIN:VTIMEZONE

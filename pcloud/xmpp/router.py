@@ -1,0 +1,64 @@
+"""The sessions of one server, by bare JID and resource (RFC 6120 §7), and what is local.
+
+One Router serves both XMPP listeners. A resource bound again replaces the session that held it
+(RFC 6120 §7.7.2.2: the old one ends with a `conflict` stream error). Only hosted domains are
+local; stanzas to any other domain get `remote-server-not-found` from the caller, since there is
+no server-to-server federation yet: that would be a second kind of route here.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from pcloud.directory import DirectoryError
+from pcloud.services import Services
+
+if TYPE_CHECKING:
+    from pcloud.xmpp.session import Session
+
+log = logging.getLogger(__name__)
+
+
+class Router:
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self._sessions: dict[str, dict[str, Session]] = {}
+
+    def bind(self, session: Session, bare: str, resource: str) -> Session | None:
+        """Register a session under bare/resource; returns the session it replaces, if any."""
+        resources = self._sessions.setdefault(bare, {})
+        replaced = resources.get(resource)
+        resources[resource] = session
+        return replaced
+
+    def unbind(self, bare: str, resource: str, session: Session) -> None:
+        resources = self._sessions.get(bare, {})
+        if resources.get(resource) is session:
+            del resources[resource]
+            if not resources:
+                del self._sessions[bare]
+
+    def sessions(self, bare: str) -> list[Session]:
+        return list(self._sessions.get(bare, {}).values())
+
+    def count(self, bare: str) -> int:
+        return len(self._sessions.get(bare, {}))
+
+    def session(self, bare: str, resource: str) -> Session | None:
+        return self._sessions.get(bare, {}).get(resource)
+
+    def available(self, bare: str) -> list[Session]:
+        """The sessions that sent available presence (RFC 6121 §4.1: "available resources")."""
+        return [s for s in self._sessions.get(bare, {}).values() if s.presence is not None]
+
+    def is_local(self, domain: str) -> bool:
+        return domain in self.services.directory.domains()
+
+    def user_exists(self, bare: str) -> bool:
+        if bare in self._sessions:
+            return True
+        try:
+            return self.services.directory.user(bare) is not None
+        except DirectoryError:  # a JID that is no mail address: no user has it
+            return False

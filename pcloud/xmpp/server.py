@@ -1,0 +1,261 @@
+"""XMPP client connections: reading the stream within bounds, STARTTLS, stream restarts and
+stream errors (RFC 6120 §4, §5), and the two listeners (5222 with STARTTLS required, 5223 with
+TLS from the start, XEP-0368).
+
+Bounds on what a client controls: each first-level element at most `[xmpp] max_stanza_bytes`
+(parse.py); reading slows to `rate_bytes_per_second` on average with two seconds' worth of burst
+(a token bucket: like ejabberd's shapers and Prosody's mod_limits, a fast client is slowed
+rather than cut off); before a resource is bound each read must come within
+UNAUTHENTICATED_TIMEOUT; output a client does not take beyond MAX_PENDING_OUTPUT closes it.
+
+STARTTLS (RFC 6120 §5.4): anything sent after <starttls/> before the TLS handshake would be
+read as if it came over TLS (a command injection, as CVE-2011-0411 in Postfix): it is refused
+with a TLS <failure/> and the stream's end. After SASL success the stream restarts with a new
+parser; bytes that came in the same read after the <auth>/<response> are dropped (a client
+waits for <success/> before opening the new stream).
+
+A bug in a handler is logged with the connection id and ends that stream with
+`internal-server-error`; the server goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import socket
+import ssl
+import time
+import weakref
+from xml.etree.ElementTree import Element
+
+from pcloud.listeners import Stop
+from pcloud.services import Services
+from pcloud.store.xmpp import XmppStore
+from pcloud.xmpp.errors import StreamError
+from pcloud.xmpp.parse import StreamClose, StreamOpen, StreamParser
+from pcloud.xmpp.router import Router
+from pcloud.xmpp.session import Session
+from pcloud.xmpp.wire import STREAM_END, TLS_NS, serialize, stream_error, stream_header
+
+log = logging.getLogger(__name__)
+
+READ_SIZE = 64 * 1024
+UNAUTHENTICATED_TIMEOUT = 60
+MAX_PENDING_OUTPUT = 8 * 1024 * 1024
+BURST_SECONDS = 2
+LINGER_SECONDS = 2
+_STARTTLS = f"{{{TLS_NS}}}starttls"
+
+_ids = itertools.count(1)
+
+# One Router per server instance (tests run several in one process), shared by both listeners.
+_routers: weakref.WeakKeyDictionary[XmppStore, Router] = weakref.WeakKeyDictionary()
+
+
+class Connection:
+    def __init__(
+        self,
+        services: Services,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        *,
+        tls: bool,
+    ) -> None:
+        self.services = services
+        self.reader = reader
+        self.writer = writer
+        self.tls = tls
+        self.id = f"x{next(_ids)}"
+        self.remote: str = writer.get_extra_info("peername")[0]
+        self.parser = StreamParser(services.config.xmpp.max_stanza_bytes)
+        self.restarts = 0
+        self.header_sent = False
+        self.closing = False
+        self._rate = services.config.xmpp.rate_bytes_per_second
+        self._tokens = float(self._rate * BURST_SECONDS)
+        self._last = time.monotonic()
+
+    # -- output -------------------------------------------------------------------------------
+
+    def send(self, element: Element) -> None:
+        self.send_bytes(serialize(element))
+
+    def send_bytes(self, data: bytes) -> None:
+        if self.closing:
+            return
+        self.writer.write(data)
+        if self.writer.transport.get_write_buffer_size() > MAX_PENDING_OUTPUT:
+            log.warning("xmpp client not reading conn=%s: closed", self.id)
+            self.closing = True
+            self.writer.transport.abort()
+
+    def send_header(self, domain: str, to: str | None) -> None:
+        self.send_bytes(stream_header(domain, to))
+        self.header_sent = True
+
+    def end(self, condition: str | None = None, text: str = "") -> None:
+        """End the stream (RFC 6120 §4.4), with a stream error when given (§4.9.1.1: after our
+        own header, even if the client's was never read). The read loop then closes the
+        connection (see `linger`)."""
+        if self.closing:
+            return
+        if not self.header_sent:
+            self.send_header(self.services.config.server.domain, None)
+        self.send_bytes(stream_error(condition, text) if condition else STREAM_END)
+        self.closing = True
+
+    async def linger(self) -> None:
+        """Read and drop what the client still sends, for a moment, before closing: closing
+        with unread input makes the kernel reset the connection, and the client may then lose
+        the stream error before reading it (a client flooding a stanza, say)."""
+        with contextlib.suppress(ConnectionError, ssl.SSLError, TimeoutError):
+            async with asyncio.timeout(LINGER_SECONDS):
+                await self.writer.drain()
+                while await self.reader.read(READ_SIZE):
+                    pass
+
+    def restart(self) -> None:
+        """A new stream begins on this connection (after TLS or SASL): a new parser."""
+        self.parser = StreamParser(self.services.config.xmpp.max_stanza_bytes)
+        self.header_sent = False
+        self.restarts += 1
+
+    # -- input --------------------------------------------------------------------------------
+
+    async def read(self, timeout: float | None) -> bytes:
+        try:
+            return await asyncio.wait_for(self.reader.read(READ_SIZE), timeout)
+        except TimeoutError:
+            raise StreamError("connection-timeout", "nothing received in time") from None
+
+    async def throttle(self, size: int) -> None:
+        """A token bucket of bytes: wait when this read overdrew it."""
+        if not self._rate:
+            return
+        now = time.monotonic()
+        burst = self._rate * BURST_SECONDS
+        self._tokens = min(burst, self._tokens + (now - self._last) * self._rate) - size
+        self._last = now
+        if self._tokens < 0:
+            await asyncio.sleep(-self._tokens / self._rate)
+
+    def pending_input(self) -> bool:
+        """Whether bytes wait in the reader; StreamReader has no public way to ask."""
+        return bool(self.reader._buffer)  # type: ignore[attr-defined]
+
+
+async def _serve_connection(
+    services: Services,
+    router: Router,
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    *,
+    tls: bool,
+) -> None:
+    connection = Connection(services, reader, writer, tls=tls)
+    session = Session(services, router, connection)
+    log.info("xmpp connected conn=%s remote=%s tls=%s", connection.id, connection.remote, tls)
+    try:
+        await _read_loop(connection, session)
+    except StreamError as error:
+        log.info("xmpp stream error conn=%s condition=%s text=%s",
+                 connection.id, error.condition, error.text)  # fmt: skip
+        connection.end(error.condition, error.text)
+    except (ConnectionError, ssl.SSLError) as error:
+        log.info("xmpp disconnected conn=%s reason=%s",
+                 connection.id, error or type(error).__name__)  # fmt: skip
+    except asyncio.CancelledError:
+        connection.end("system-shutdown", "the server is stopping")
+        writer.close()  # no lingering: the server is stopping
+        raise
+    except Exception:
+        log.exception("xmpp internal error conn=%s", connection.id)
+        connection.end("internal-server-error")
+    finally:
+        session.end()
+        if connection.closing and not writer.is_closing():
+            await connection.linger()
+        connection.closing = True
+        writer.close()
+        with contextlib.suppress(ConnectionError, ssl.SSLError, TimeoutError):
+            await asyncio.wait_for(writer.wait_closed(), 5)
+        log.info("xmpp closed conn=%s", connection.id)
+
+
+async def _read_loop(connection: Connection, session: Session) -> None:
+    while not connection.closing:
+        data = await connection.read(None if session.jid else UNAUTHENTICATED_TIMEOUT)
+        if not data:
+            return
+        events = connection.parser.feed(data)
+        restarts = connection.restarts
+        for index, event in enumerate(events):
+            if connection.closing or connection.restarts != restarts:
+                break  # the stream ended, or restarted: the rest belonged to the old one
+            if isinstance(event, StreamOpen):
+                session.stream_opened(event)
+            elif isinstance(event, StreamClose):
+                connection.end()
+            elif event.tag == _STARTTLS:
+                trailing = index + 1 < len(events) or not data.rstrip().endswith(b">")
+                await _starttls(connection, session, trailing=trailing)
+            else:
+                await session.handle(event)
+        await connection.throttle(len(data))
+        await connection.writer.drain()
+
+
+# RFC 6120 §5.4
+async def _starttls(connection: Connection, session: Session, *, trailing: bool) -> None:
+    if connection.tls or trailing or connection.pending_input():
+        connection.send_bytes(f"<failure xmlns='{TLS_NS}'/>".encode())
+        connection.end()
+        return
+    connection.send_bytes(f"<proceed xmlns='{TLS_NS}'/>".encode())
+    await connection.writer.drain()
+    await connection.writer.start_tls(connection.services.tls.server_context)
+    connection.tls = True
+    connection.restart()
+
+
+async def _serve(services: Services, sock: socket.socket, *, direct_tls: bool) -> Stop:
+    router = _routers.setdefault(services.xmpp, Router(services))
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def connected(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        tasks.add(task)
+        # Cancelled by stop(): Python 3.11's asyncio.streams would log a cancelled connection
+        # task as an unhandled error (3.12 no longer does).
+        try:
+            with contextlib.suppress(asyncio.CancelledError):
+                await _serve_connection(services, router, reader, writer, tls=direct_tls)
+        finally:
+            tasks.discard(task)
+
+    server = await asyncio.start_server(
+        connected,
+        sock=sock,
+        ssl=services.tls.server_context if direct_tls else None,
+        limit=READ_SIZE,
+    )
+
+    async def stop() -> None:
+        server.close()
+        for task in list(tasks):
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await server.wait_closed()
+
+    return stop
+
+
+async def serve_starttls(services: Services, sock: socket.socket) -> Stop:
+    return await _serve(services, sock, direct_tls=False)
+
+
+async def serve_direct_tls(services: Services, sock: socket.socket) -> Stop:
+    return await _serve(services, sock, direct_tls=True)
