@@ -14,7 +14,6 @@ import base64
 import datetime
 import http.client
 import os
-import platform
 import signal
 import socket
 import ssl
@@ -22,7 +21,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
@@ -32,29 +30,30 @@ from pathlib import Path
 from typing import NamedTuple
 
 import radicale as embedded_radicale
-
-# The IMAP bench's process and reporting helpers; bench/ is on sys.path when run as a script.
-from imap import (
-    checkout,
-    cpu_model,
+from common import (
+    PASSWORD,
+    PCLOUD,
+    READY_TIMEOUT,
+    BenchError,
     cpu_seconds,
+    describe_machine,
+    duration,
     free_port,
     log_tail,
+    median,
     memory_kib,
     pcloud_endpoints,
+    prepare_pcloud,
     print_table,
+    serving_pcloud,
     stopping,
 )
 
-import pcloud
 from pcloud.tls import ensure_local_certificates
 
-READY_TIMEOUT = 60.0  # a server that never gets ready is killed so the benchmark cannot hang
 REQUEST_TIMEOUT = 300.0
-PCLOUD = [sys.executable, "-m", "pcloud"]
 DEBIAN_RADICALE = Path("/usr/bin/radicale")  # not the one pip put first on PATH: pcloud embeds it
 USER = "alice@example.org"
-PASSWORD = "correct horse battery"
 EVENTS = 1000
 FIRST_START = datetime.datetime(2027, 1, 1, 9, tzinfo=datetime.UTC)
 SPACING = datetime.timedelta(hours=8)  # 1,000 events fill 333 days
@@ -120,10 +119,6 @@ type = none
 [logging]
 level = warning
 """
-
-
-class BenchError(Exception):
-    """A server misbehaved, or cannot be run here; the message says how."""
 
 
 @dataclass
@@ -308,7 +303,7 @@ def run_step(server: Server, client: Client, step: Step, results: Results) -> Sa
 
 def one_round(server: Server, results: Results, timed: bool) -> None:
     """Every step once, on one connection; a warm-up round only checks the answers."""
-    plan = [(server.secret, STEPS)]
+    plan: list[tuple[str, tuple[Step, ...]]] = [(server.secret, STEPS)]
     if server.time_password:
         plan.append((PASSWORD, (PASSWORD_STEP,)))
     for secret, steps in plan:
@@ -350,37 +345,14 @@ def running_pcloud(root: Path) -> Iterator[Server]:
     """A pcloud server whose user has signed in to DAV once (which makes the calendar)."""
     data, log_file = root / "data", root / "pcloud.log"
     root.mkdir()
-    data.mkdir(mode=0o700)
-    (data / "pcloud.toml").write_text(
-        '[server]\ndomain = "example.org"\naddress = "127.0.0.1"\nports = "ephemeral"\n'
-    )
-    at = ["--data", str(data)]
-    subprocess.run([*PCLOUD, "init", "--domain", "example.org", *at], check=True,
-                   stdout=subprocess.DEVNULL)  # fmt: skip
-    subprocess.run([*PCLOUD, "user", "add", USER, "--password", PASSWORD, *at], check=True,
-                   stdout=subprocess.DEVNULL)  # fmt: skip
+    prepare_pcloud(data, USER)
     added = subprocess.run(
-        [*PCLOUD, "user", "app-password", "add", USER, "bench", *at],
+        [*PCLOUD, "user", "app-password", "add", USER, "bench", "--data", str(data)],
         check=True, capture_output=True, text=True,
     )  # fmt: skip
     # The secret is the first word of the line that says it is shown only once.
     secret = next(line.split()[0] for line in added.stdout.splitlines() if "only" in line)
-    with log_file.open("ab") as log:  # a file, not a pipe, so logging never blocks the server
-        process = subprocess.Popen(
-            [*PCLOUD, "serve", *at, "--ports", "ephemeral"], stdout=subprocess.PIPE, stderr=log
-        )
-    watchdog = threading.Timer(READY_TIMEOUT, process.kill)
-    watchdog.start()
-    with process, stopping(process):
-        assert process.stdout is not None
-        # EOF means the server died, or the watchdog killed it.
-        while (line := process.stdout.readline()) and line.strip() != b"ready":
-            pass
-        watchdog.cancel()
-        if not line:
-            raise BenchError(
-                f"pcloud did not get ready (code {process.poll()}){log_tail(log_file)}"
-            )
+    with serving_pcloud(data, log_file) as process:
         endpoints = pcloud_endpoints(data)
         if "https" not in endpoints:
             raise BenchError("pcloud opened no `https` listener")
@@ -462,10 +434,6 @@ def measure(root: Path, radicale: Path | None, with_pcloud: bool, rounds: int) -
     return results
 
 
-def duration(seconds: float) -> str:
-    return f"{seconds * 1e3:.1f} ms" if seconds < 1 else f"{seconds:.2f} s"
-
-
 def ratio(values: list[float | None]) -> list[str]:
     """pcloud/Radicale, when both were measured."""
     if len(values) != 2:
@@ -492,8 +460,8 @@ def report(results: Results) -> None:
         samples = [results.samples.get((name, label)) for name in names]
         if not any(samples):
             continue
-        walls = [statistics.median(s.wall for s in one) if one else None for one in samples]
-        cpus = [statistics.median(s.server_cpu for s in one) if one else None for one in samples]
+        walls = [median(s.wall for s in one or ()) for one in samples]
+        cpus = [median(s.server_cpu for s in one or ()) for one in samples]
         rows.append([label, *(duration(w) if w is not None else "-" for w in walls),
                      *ratio(walls), *(duration(c) if c is not None else "-" for c in cpus),
                      *ratio(cpus)])  # fmt: skip
@@ -519,9 +487,9 @@ def report(results: Results) -> None:
     if two:
         cells = []
         for step in STEPS[:3]:
-            walls = [statistics.median(s.wall for s in results.samples[name, step.label])
-                     for name in names]  # fmt: skip
-            cells.append(f"{step.short} {walls[0] / walls[1]:.2f}x")
+            ours, theirs = (statistics.median(s.wall for s in results.samples[name, step.label])
+                            for name in names)  # fmt: skip
+            cells.append(f"{step.short} {ours / theirs:.2f}x")
         put = results.put_total["pcloud"].wall / results.put_total["Radicale"].wall
         summary += f"; pcloud/Radicale time: PUT {put:.2f}x, " + ", ".join(cells)
     print(f"\ndav: {summary}")
@@ -549,11 +517,7 @@ def main() -> int:
         about = f"standalone Radicale {version.stdout.strip()} ({radicale})"
     if arguments.no_pcloud and not radicale:
         parser.error("--no-pcloud leaves nothing to measure without Radicale")
-    print(f"machine: {platform.node()} {platform.machine()}, {cpu_model()}, {os.cpu_count()} CPUs,"
-          f" {platform.system()} {platform.release()}")  # fmt: skip
-    print(f"python {platform.python_version()}, pcloud {pcloud.__version__} ({checkout()}) with"
-          f" Radicale {embedded_radicale.VERSION} embedded, {about}")  # fmt: skip
-    print(f"load average at start: {' '.join(f'{load:.2f}' for load in os.getloadavg())}")
+    print(describe_machine(f"Radicale {embedded_radicale.VERSION} embedded, {about}"))
     now = datetime.datetime.now().astimezone()
     print(f"date: {now:%Y-%m-%d %H:%M %Z}; HTTPS on 127.0.0.1, http.client as the client, one"
           f" keep-alive connection per round, medians of {arguments.rounds} rounds after a"

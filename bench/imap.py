@@ -6,19 +6,15 @@ import argparse
 import datetime
 import grp
 import imaplib
-import json
 import os
-import platform
 import pwd
 import shutil
 import signal
 import socket
 import ssl
-import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager, suppress
@@ -27,20 +23,34 @@ from pathlib import Path
 from typing import TypeVar
 
 import corpus
+from common import (
+    PASSWORD,
+    READY_TIMEOUT,
+    BenchError,
+    cpu_seconds,
+    describe_machine,
+    duration,
+    family,
+    free_port,
+    log_tail,
+    median,
+    memory_kib,
+    pcloud_endpoints,
+    prepare_pcloud,
+    print_table,
+    serving_pcloud,
+    stopping,
+)
 
-import pcloud
 from pcloud.tls import ensure_local_certificates
 
 T = TypeVar("T")
 
-READY_TIMEOUT = 60.0  # a server that never gets ready is killed so the benchmark cannot hang
 FIRST_TIMEOUT = 3600.0  # the first SELECT indexes the whole mailbox (pcloud reads every file)
 COMMAND_TIMEOUT = 600.0
 CPU_FLOOR = 0.05  # seconds: /proc counts CPU time in clock ticks, usually 10 ms
 BODY_CHUNK = 2000  # messages per FETCH BODY.PEEK[]: imaplib holds a whole response in memory
 BYTES_PER_MESSAGE = 9000  # disk per message: the file once (hard links), both servers' indexes
-PCLOUD = [sys.executable, "-m", "pcloud"]
-PASSWORD = "correct horse battery"
 USER = corpus.RECIPIENT
 HEADER_FIELDS = "(BODY.PEEK[HEADER.FIELDS (FROM SUBJECT DATE)])"
 STEPS = (
@@ -101,10 +111,6 @@ protocol imap {{
 """
 
 
-class BenchError(Exception):
-    """A server misbehaved, or cannot be run here; the message says how."""
-
-
 @dataclass
 class Server:
     name: str
@@ -140,63 +146,6 @@ class SizeResult:
     idle_mib: dict[str, float]  # by server: RSS before the idle connections
     tls: dict[str, str]  # by server: the protocol and cipher negotiated
     errors: dict[str, list[str]]  # by server: the errors it logged
-
-
-# -- what the servers' processes use ---------------------------------------------------------
-
-
-def processes() -> dict[int, int]:
-    """Parent pid by pid of every live process; zombies are left out."""
-    found = {}
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            state, parent = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[:2]
-        except OSError:  # gone meanwhile
-            continue
-        if state != "Z":
-            found[int(pid)] = int(parent)
-    return found
-
-
-def family(root: int) -> list[int]:
-    """A process and all its descendants (Dovecot forks a process or two per connection)."""
-    children: dict[int, list[int]] = {}
-    for pid, parent in processes().items():
-        children.setdefault(parent, []).append(pid)
-    found, waiting = [], [root]
-    while waiting:
-        pid = waiting.pop()
-        found.append(pid)
-        waiting += children.get(pid, [])
-    return found
-
-
-def cpu_seconds(pids: list[int]) -> dict[int, float]:
-    """User and system CPU time of each process (all its threads)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    found = {}
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-        except OSError:
-            continue
-        found[pid] = (int(fields[11]) + int(fields[12])) / tick  # utime, stime
-    return found
-
-
-def memory_kib(pids: list[int]) -> tuple[int, int]:
-    """Summed RSS and PSS: RSS counts a page shared by forked processes in each of them, PSS
-    shares it out, so PSS is the fair sum for Dovecot's process per connection."""
-    rss = pss = 0
-    for pid in pids:
-        try:
-            status = Path(f"/proc/{pid}/status").read_text()
-            rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
-        except OSError:
-            continue
-        rss += next(int(line.split()[1]) for line in status.splitlines() if line[:6] == "VmRSS:")
-        pss += next(int(line.split()[1]) for line in rollup.splitlines() if line[:4] == "Pss:")
-    return rss, pss
 
 
 # -- the client: the same for both servers ---------------------------------------------------
@@ -340,59 +289,19 @@ def link_corpus(messages: corpus.Corpus, maildir: Path) -> None:
         os.link(messages.folder / name, maildir / "cur" / name)
 
 
-def log_tail(log: Path, lines: int = 5) -> str:
-    # The temporary folder is deleted on error, so the server's last words go in the message.
-    tail = log.read_text(errors="replace").splitlines()[-lines:] if log.exists() else []
-    return "".join(f"\n  {line}" for line in tail)
-
-
-@contextmanager
-def stopping(process: subprocess.Popen[bytes]) -> Iterator[None]:
-    """Stop a server we started, however we leave."""
-    try:
-        yield
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 @contextmanager
 def running_pcloud(root: Path, messages: corpus.Corpus, connections: int) -> Iterator[Server]:
     """A pcloud server whose user has the corpus in INBOX, as files its index does not know
     yet: the first SELECT indexes them (the mail store reconciles an account as it opens)."""
     data, log_file = root / "data", root / "pcloud.log"
     root.mkdir()
-    data.mkdir(mode=0o700)
     limit = connections + 10  # the idle connections, and one more being measured
-    (data / "pcloud.toml").write_text(
-        '[server]\ndomain = "example.org"\naddress = "127.0.0.1"\nports = "ephemeral"\n'
-        f"[imap]\nmax_connections_per_address = {limit}\nmax_connections_per_user = {limit}\n"
-    )
-    at = ["--data", str(data)]
-    for command in (["init", "--domain", "example.org"], ["user", "add", USER]):
-        password = ["--password", PASSWORD] if command[0] == "user" else []
-        subprocess.run([*PCLOUD, *command, *password, *at], check=True, stdout=subprocess.DEVNULL)
+    prepare_pcloud(
+        data, USER,
+        f"[imap]\nmax_connections_per_address = {limit}\nmax_connections_per_user = {limit}\n",
+    )  # fmt: skip
     link_corpus(messages, data / "mail" / USER)
-    with log_file.open("ab") as log:  # a file, not a pipe, so logging never blocks the server
-        process = subprocess.Popen(
-            [*PCLOUD, "serve", *at, "--ports", "ephemeral"], stdout=subprocess.PIPE, stderr=log
-        )
-    watchdog = threading.Timer(READY_TIMEOUT, process.kill)
-    watchdog.start()
-    with process, stopping(process):
-        assert process.stdout is not None
-        # EOF means the server died, or the watchdog killed it.
-        while (line := process.stdout.readline()) and line.strip() != b"ready":
-            pass
-        watchdog.cancel()
-        if not line:
-            raise BenchError(
-                f"pcloud did not get ready (code {process.poll()}){log_tail(log_file)}"
-            )
+    with serving_pcloud(data, log_file) as process:
         endpoints = pcloud_endpoints(data)
         if "imaps" not in endpoints:
             raise BenchError(IMAP_MISSING)
@@ -401,12 +310,6 @@ def running_pcloud(root: Path, messages: corpus.Corpus, connections: int) -> Ite
             "pcloud", endpoints["imaps"], context, lambda: [process.pid], log_file,
             (" ERROR ", " CRITICAL "),
         )  # fmt: skip
-
-
-def pcloud_endpoints(data: Path) -> dict[str, int]:
-    """Port by listener, from the file the running server writes for `pcloud status`."""
-    items = json.loads((data / "run" / "endpoints.json").read_text())
-    return {item["listener"]: item["port"] for item in items}
 
 
 def dovecot_users() -> tuple[pwd.struct_passwd, pwd.struct_passwd, pwd.struct_passwd]:
@@ -419,13 +322,6 @@ def dovecot_users() -> tuple[pwd.struct_passwd, pwd.struct_passwd, pwd.struct_pa
         return pwd.getpwnam("dovecot"), pwd.getpwnam("dovenull"), pwd.getpwnam("nobody")
     except KeyError as error:
         raise BenchError(f"Dovecot's system users are missing ({error})") from None
-
-
-def free_port() -> int:
-    with socket.socket() as sock:  # Dovecot cannot be told "any port" and report it
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @contextmanager
@@ -555,22 +451,9 @@ def checks(result: SizeResult) -> list[str]:
     return problems
 
 
-def duration(seconds: float) -> str:
-    return f"{seconds * 1e3:.1f} ms" if seconds < 1 else f"{seconds:.2f} s"
-
-
 def cpu_time(seconds: float) -> str:
     """Server CPU time, counted in the kernel's clock ticks (usually 10 ms)."""
     return f"{seconds * 1e3:.0f} ms" if seconds < 1 else f"{seconds:.2f} s"
-
-
-def print_table(rows: list[list[str]]) -> None:
-    """The first column left-aligned, the others right-aligned, two spaces apart."""
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        rest = zip(row[1:], widths[1:], strict=True)
-        cells = [row[0].ljust(widths[0])] + [cell.rjust(width) for cell, width in rest]
-        print("  ".join(cells).rstrip())
 
 
 def ratio_cell(values: list[float | None], floor: float = 0.0) -> list[str]:
@@ -610,10 +493,10 @@ def report(result: SizeResult) -> list[str]:
         clients = []
         for name in names:
             samples = [one.samples[step] for one in timed_rounds[name] if step in one.samples]
-            walls.append(statistics.median(s.wall for s in samples) if samples else None)
-            cpus.append(statistics.median(s.server_cpu for s in samples) if samples else None)
-            share = statistics.median(s.client_cpu / s.wall for s in samples) if samples else 0
-            clients.append(f"{share:.0%}" if samples else "-")
+            walls.append(median(s.wall for s in samples))
+            cpus.append(median(s.server_cpu for s in samples))
+            share = median(s.client_cpu / s.wall for s in samples)
+            clients.append(f"{share:.0%}" if share is not None else "-")
         if step == BODIES:
             cells = [f"{messages.total_bytes / 1e6 / w:.0f} MB/s" if w else "failed" for w in walls]
         else:
@@ -647,26 +530,6 @@ def report(result: SizeResult) -> list[str]:
               f" {seen} \\Seen, {messages.search_hits} SEARCH hits,"
               f" {messages.total_bytes} body bytes")  # fmt: skip
     return missed
-
-
-def checkout() -> str:
-    """Which pcloud code ran: benches run on a work tree that may be mid-change."""
-    git = ["git", "-C", str(Path(pcloud.__file__).parent.parent)]
-    try:
-        commit = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True,
-                                text=True, check=True).stdout.strip()  # fmt: skip
-        changes = subprocess.run([*git, "status", "--porcelain", "--", "pcloud"],
-                                 capture_output=True, text=True, check=True).stdout  # fmt: skip
-    except (OSError, subprocess.CalledProcessError):
-        return "not from a git checkout"
-    return commit + (" + uncommitted changes" if changes else "")
-
-
-def cpu_model() -> str:
-    cpuinfo = Path("/proc/cpuinfo")
-    lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
-    models = [line.partition(":")[2].strip() for line in lines if line.startswith("model name")]
-    return models[0] if models else "unknown CPU"
 
 
 def main() -> int:
@@ -703,12 +566,7 @@ def main() -> int:
         about = f"Dovecot {version.stdout.split()[0]}"
     if arguments.no_pcloud and not dovecot:
         parser.error("--no-pcloud leaves nothing to measure without Dovecot")
-    print(f"machine: {platform.node()} {platform.machine()}, {cpu_model()}, {os.cpu_count()} CPUs,"
-          f" {platform.system()} {platform.release()}")  # fmt: skip
-    print(
-        f"python {platform.python_version()}, pcloud {pcloud.__version__} ({checkout()}), {about}"
-    )
-    print(f"load average at start: {' '.join(f'{load:.2f}' for load in os.getloadavg())}")
+    print(describe_machine(about))
     now = datetime.datetime.now().astimezone()
     print(f"date: {now:%Y-%m-%d %H:%M %Z}; IMAP over TLS on 127.0.0.1, imaplib as the client,"
           " one connection per round, the message files in the page cache")  # fmt: skip

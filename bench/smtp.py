@@ -3,11 +3,12 @@
 Each case runs N clients, each one connection sending messages in sequence (MAIL, RCPT, DATA,
 each waiting for its reply), for a fixed time; the servers take turns on the same machine and
 the same disk, under one temporary folder. A 250 after DATA is a durable acknowledgement from
-both, though not the same one: pcloud's means the message is in the mailbox (its Maildir file
-and index row flushed), Postfix's that it is in the queue (its queue file flushed); Postfix then
-delivers to a Maildir (virtual(8)) outside the clock, and the bench waits for that before the
-next case. Server CPU counts every process and thread of a server, Postfix's delivery included.
-pcloud checks each sender (SPF, DKIM, DMARC); this Postfix checks none.
+both, though not the same one: pcloud's means the message is in the mailbox (its index row and
+content flushed in one transaction; its Maildir file is written within a second, outside the
+clock), Postfix's that it is in the queue (its queue file flushed); Postfix then delivers to a
+Maildir (virtual(8)) outside the clock. The bench waits for both servers' Maildir files before
+the next case, and server CPU counts every process and thread of a server until then, those
+later writes included. pcloud checks each sender (SPF, DKIM, DMARC); this Postfix checks none.
 """
 
 from __future__ import annotations
@@ -16,29 +17,35 @@ import argparse
 import asyncio
 import datetime
 import os
-import platform
 import pwd
 import resource
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pcloud
+from common import (
+    BenchError,
+    cpu_seconds,
+    describe_machine,
+    family,
+    free_port,
+    pcloud_endpoints,
+    prepare_pcloud,
+    processes,
+    serving_pcloud,
+)
+
 from pcloud.testing import DnsServer
 
-READY_TIMEOUT = 60.0  # a server that never says `ready` is killed so the benchmark cannot hang
 DRAIN_TIMEOUT = 120.0  # Postfix delivers after its 250: how long to wait for its queue to empty
-PCLOUD = [sys.executable, "-m", "pcloud"]
 SENDER, RECIPIENT = "bench@example.net", "alice@example.org"
 MESSAGE_BYTES = 10 * 1024
 # A private instance: no chroot (so no copies of /etc), only the services this bench needs.
@@ -56,10 +63,6 @@ virtual unix - n n - - virtual
 anvil unix - - n - 1 anvil
 postlog unix-dgram n - n - 1 postlogd
 """
-
-
-class BenchError(Exception):
-    """A server misbehaved; the message says how."""
 
 
 @dataclass
@@ -158,42 +161,14 @@ async def run_case(server: str, port: int, clients: int, seconds: float) -> Resu
 @contextmanager
 def running_pcloud(root: Path, clients: int, dns: str) -> Iterator[Server]:
     """A pcloud server with alice."""
-    data, log_file = root / "pcloud", root / "pcloud.log"
-    data.mkdir(mode=0o700)
-    (data / "pcloud.toml").write_text(
-        '[server]\ndomain = "example.org"\naddress = "127.0.0.1"\nports = "ephemeral"\n'
-        f'[smtp]\nmax_connections_per_address = {max(clients, 20)}\ndns_server = "{dns}"\n'
-    )  # more clients than the default 20 would get 421
-    at = ["--data", str(data)]
-    for command in (["init", "--domain", "example.org"], ["user", "add", RECIPIENT]):
-        password = ["--password", "correct horse battery"] if command[0] == "user" else []
-        subprocess.run([*PCLOUD, *command, *password, *at], check=True, stdout=subprocess.DEVNULL)
-    with log_file.open("ab") as log:  # a file, not a pipe, so logging never blocks the server
-        process = subprocess.Popen(
-            [*PCLOUD, "serve", *at, "--ports", "ephemeral"], stdout=subprocess.PIPE, stderr=log
-        )
-    watchdog = threading.Timer(READY_TIMEOUT, process.kill)
-    watchdog.start()
-    with process:  # closes stdout and reaps the child however we leave
-        try:
-            assert process.stdout is not None
-            port = None
-            # EOF means the server died, or the watchdog killed it.
-            while (line := process.stdout.readline().split()) != [b"ready"] and line:
-                if line[:2] == [b"mail", b"smtp"]:
-                    port = int(line[3])
-            watchdog.cancel()
-            if not line or port is None:
-                tail = "".join(f"\n  {s}" for s in log_file.read_text().splitlines()[-5:])
-                raise BenchError(f"pcloud did not get ready (code {process.poll()}){tail}")
-            yield Server(port, data / "mail" / RECIPIENT, process.pid)
-        finally:
-            watchdog.cancel()
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
+    data = root / "pcloud"
+    # More clients than the default 20 would get 421.
+    prepare_pcloud(
+        data, RECIPIENT,
+        f'[smtp]\nmax_connections_per_address = {max(clients, 20)}\ndns_server = "{dns}"\n',
+    )  # fmt: skip
+    with serving_pcloud(data, root / "pcloud.log") as process:
+        yield Server(pcloud_endpoints(data)["smtp"], data / "mail" / RECIPIENT, process.pid)
 
 
 @contextmanager
@@ -206,9 +181,7 @@ def running_postfix(postfix: str, root: Path) -> Iterator[Server]:
     nobody = pwd.getpwnam("nobody")
     os.chown(data, pwd.getpwnam("postfix").pw_uid, -1)
     os.chown(maildirs, nobody.pw_uid, nobody.pw_gid)
-    with socket.socket() as sock:  # a free port (Postfix cannot be told "any")
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     (etc / "vmailbox").write_text(f"{RECIPIENT} alice/\n")
     (etc / "master.cf").write_text(MASTER_CF.format(port=port))
     (etc / "main.cf").write_text(
@@ -229,39 +202,19 @@ def running_postfix(postfix: str, root: Path) -> Iterator[Server]:
         yield Server(port, maildirs / "alice", master)
     finally:
         # The master detaches, so it is no child of ours: wait for it and its daemons by pid.
-        family = {master} | {pid for pid, parent in processes().items() if parent == master}
+        daemons = set(family(master))
         subprocess.run([*command, "stop"], capture_output=True)
         deadline = time.monotonic() + 10
-        while family & processes().keys() and time.monotonic() < deadline:
+        while daemons & processes().keys() and time.monotonic() < deadline:
             time.sleep(0.1)
         if master in processes():
             os.kill(master, signal.SIGKILL)  # its daemons leave when they lose the master
 
 
-def processes() -> dict[int, int]:
-    """Parent pid by pid of every live process; zombies are left out, init reaps them."""
-    found = {}
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            state, parent = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[:2]
-        except OSError:  # gone meanwhile
-            continue
-        if state != "Z":
-            found[int(pid)] = int(parent)
-    return found
-
-
-def cpu_seconds(pid: int) -> float:
-    """CPU time of a process (all its threads) and of its children, those it has waited for
-    and those still running."""
-    ticks = 0
-    for process in (pid, *(child for child, parent in processes().items() if parent == pid)):
-        try:
-            fields = Path(f"/proc/{process}/stat").read_text().rpartition(")")[2].split()
-        except OSError:  # gone meanwhile: its parent has (or will have) its time
-            continue
-        ticks += sum(int(value) for value in fields[11:15])  # utime stime cutime cstime
-    return ticks / os.sysconf("SC_CLK_TCK")
+def server_cpu(pid: int) -> float:
+    """CPU time of a server: all its processes and threads, Postfix's daemons that came and
+    went included."""
+    return sum(cpu_seconds(family(pid), reaped=True).values())
 
 
 def count_files(maildir: Path) -> int:
@@ -284,14 +237,14 @@ def measure(postfix: str | None, counts: list[int], seconds: float) -> tuple[lis
         accepted = dict.fromkeys(servers, 0)
         for clients in counts:
             for name, server in servers.items():
-                before = cpu_seconds(server.pid)
+                before = server_cpu(server.pid)
                 result = asyncio.run(run_case(name, server.port, clients, seconds))
                 accepted[name] += len(result.latencies)
                 # Postfix delivers after its 250: its backlog must not slow the next case.
                 deadline = time.monotonic() + DRAIN_TIMEOUT
                 while count_files(server.maildir) < accepted[name] and time.monotonic() < deadline:
                     time.sleep(0.2)
-                result.server_cpu = cpu_seconds(server.pid) - before
+                result.server_cpu = server_cpu(server.pid) - before
                 results.append(result)
         stored = ""
         for name, server in servers.items():
@@ -326,26 +279,6 @@ def report(results: list[Result], stored: str) -> None:
     print(f"{stored}\n{summary}")
 
 
-def checkout() -> str:
-    """Which pcloud code ran: benches run on a work tree that may be mid-change."""
-    git = ["git", "-C", str(Path(pcloud.__file__).parent.parent)]
-    try:
-        commit = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True,
-                                text=True, check=True).stdout.strip()  # fmt: skip
-        changes = subprocess.run([*git, "status", "--porcelain", "--", "pcloud"],
-                                 capture_output=True, text=True, check=True).stdout  # fmt: skip
-    except (OSError, subprocess.CalledProcessError):
-        return "not from a git checkout"
-    return commit + (" + uncommitted changes" if changes else "")
-
-
-def cpu_model() -> str:
-    cpuinfo = Path("/proc/cpuinfo")
-    lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
-    models = [line.partition(":")[2].strip() for line in lines if line.startswith("model name")]
-    return models[0] if models else "unknown CPU"
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="per case (default 10)")
@@ -370,19 +303,15 @@ def main() -> int:
     else:
         postconf = [str(Path(postfix).with_name("postconf")), "-h", "-d", "mail_version"]
         about = "Postfix " + subprocess.run(postconf, capture_output=True, text=True).stdout.strip()
-    print(f"machine: {platform.node()} {platform.machine()}, {cpu_model()}, {os.cpu_count()} CPUs")
-    print(
-        f"python {platform.python_version()}, pcloud {pcloud.__version__} ({checkout()}), {about}"
-    )
-    # Both servers share this machine's CPUs and disk: a busy machine shows here first.
-    print(f"load average at start: {' '.join(f'{load:.2f}' for load in os.getloadavg())}")
+    print(describe_machine(about))
     now = datetime.datetime.now().astimezone()
     print(f"date: {now:%Y-%m-%d %H:%M %Z}, {arguments.seconds:g} s per case, {MESSAGE_BYTES} B"
           " messages, plain SMTP on 127.0.0.1, one connection per client")  # fmt: skip
     print(f"both servers' data under {tempfile.gettempdir()} (TMPDIR)")
     print("pcloud checks each sender (SPF, DKIM, DMARC), asking a local DNS server that knows no")
     print("domain; this Postfix checks none")
-    print("a 250 means durable: pcloud fsyncs the Maildir file and its index first;")
+    print("a 250 means durable: pcloud flushes the message and its index row in one transaction")
+    print("  first and writes the Maildir file after (in batches, within a second), unclocked;")
     if postfix:
         print("  Postfix fsyncs its queue file first and delivers to the Maildir after, unclocked,")
         print("  though its in_flow_delay (1 s) slows clients down while that delivery lags behind")

@@ -126,6 +126,26 @@ def split_host_port(text: str, default_port: int) -> tuple[str, int]:
     return host, number
 
 
+class PortRange(Kind):
+    """ "" or "low-high"."""
+
+    def parse(self, value: object) -> object:
+        if not isinstance(value, str):
+            raise ValueError
+        port_range(value)
+        return value
+
+
+def port_range(text: str) -> range | None:
+    """ "low-high" as the range of those ports (1024 to 65535), "" as None; else ValueError."""
+    if not text:
+        return None
+    match = re.fullmatch(r"(\d{1,5})-(\d{1,5})", text)
+    if not match or not 1024 <= int(match[1]) <= int(match[2]) <= 65535:
+        raise ValueError
+    return range(int(match[1]), int(match[2]) + 1)
+
+
 class Port(Kind):
     def parse(self, value: object) -> object:
         if value == "auto":
@@ -307,6 +327,16 @@ class XmppSection:
         Integer("an integer from 0 to 1000000", 0, 1_000_000),
         "Messages kept for a user who is offline; further ones are refused to their sender.",
     )
+    max_connections_per_address: int = option(
+        50,
+        Integer("an integer from 1 to 10000", 1, 10000),
+        "Simultaneous connections from one address (IPv6: one /64); more get a stream error.",
+    )
+    login_seconds: int = option(
+        60,
+        Integer("an integer from 5 to 3600", 5, 3600),
+        "Time a new connection has to sign in and bind a resource before it is closed.",
+    )
 
 
 @dataclass(frozen=True)
@@ -354,6 +384,29 @@ class FilesSection:
 
 
 @dataclass(frozen=True)
+class FtpsSection:
+    """Users' files over FTPS, when its listener is enabled (`[listeners.ftps]`)."""
+
+    passive_ports: str = option(
+        "50000-50099",
+        PortRange('"low-high", ports from 1024 to 65535, or "" to let the kernel choose'),
+        "Ports on which data connections (listings, transfers) are accepted, at the address "
+        "the client reached; a firewall in front must let them through. Should all be busy, "
+        "the kernel chooses one and a warning is logged.",
+    )
+    max_connections: int = option(
+        100,
+        Integer("an integer from 1 to 10000", 1, 10000),
+        "Simultaneous connections in all (each is served by a thread of its own); more get 421.",
+    )
+    max_connections_per_address: int = option(
+        10,
+        Integer("an integer from 1 to 10000", 1, 10000),
+        "Simultaneous connections from one address; more get 421.",
+    )
+
+
+@dataclass(frozen=True)
 class ListenerSection:
     """One listener; the defaults differ per listener (see `pcloud.listeners`)."""
 
@@ -372,11 +425,13 @@ class ListenerSection:
 
 
 def _listener_kind(spec: ListenerSpec, name: str) -> tuple[Kind, Any]:
-    """The tls option's choices and default depend on the listener."""
+    """The tls option's choices and default, and enabled's default, depend on the listener."""
     if name == "tls":
         quoted = ", ".join(f'"{mode}"' for mode in spec.tls_modes)
         return Choice(f"one of {quoted}", spec.tls_modes), spec.tls_modes[0]
     schema_field = _fields(ListenerSection)[name]
+    if name == "enabled":
+        return schema_field.metadata["kind"], spec.enabled
     return schema_field.metadata["kind"], schema_field.default
 
 
@@ -391,6 +446,7 @@ class Config:
     xmpp: XmppSection = XmppSection()
     log: LogSection = LogSection()
     files: FilesSection = FilesSection()
+    ftps: FtpsSection = FtpsSection()
     listeners: Mapping[str, ListenerSection] = field(default_factory=dict)
 
 
@@ -403,6 +459,7 @@ SECTIONS: dict[str, type[Any]] = {
     "xmpp": XmppSection,
     "log": LogSection,
     "files": FilesSection,
+    "ftps": FtpsSection,
 }
 
 

@@ -38,6 +38,7 @@ class ListenerSpec:
     high_port: int
     tls_modes: tuple[str, ...]  # the first one is the default
     serve_path: str  # "module:function", imported lazily
+    enabled: bool = True  # the default of `[listeners.NAME] enabled`
 
     def port_in(self, port_map: str) -> int:
         return {"standard": self.standard_port, "high": self.high_port, "ephemeral": 0}[port_map]
@@ -138,12 +139,23 @@ LISTENERS: tuple[ListenerSpec, ...] = (
         tls_modes=("none",),  # SSH encrypts by itself
         serve_path="pcloud.ssh.server:serve",
     ),
+    ListenerSpec(
+        name="ftps",
+        service="files",
+        description="FTPS: users' files over FTP, TLS required (AUTH TLS, then PROT P); "
+        "off by default",
+        standard_port=21,
+        high_port=2121,
+        tls_modes=("starttls",),  # explicit TLS (RFC 4217): the AUTH TLS command
+        serve_path="pcloud.ftps:serve",
+        enabled=False,  # needs the ftps extra, and few people still need FTP
+    ),
 )
 
 
 # Background workers the supervisor runs beside the listeners ("module:function", each an
 # `async def run(services)` that runs until cancelled).
-WORKERS: tuple[str, ...] = ("pcloud.smtp.outbound:run",)
+WORKERS: tuple[str, ...] = ("pcloud.smtp.outbound:run", "pcloud.files.retention:run")
 
 
 def load(path: str) -> Callable[..., Any]:

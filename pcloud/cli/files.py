@@ -15,8 +15,10 @@ from typing import Any
 
 from pcloud.cli import Access, CommandError, Context, UsageError, data_dir_of
 from pcloud.cli.admin import directory_of
+from pcloud.listeners import LISTENERS, choose_port_map
 from pcloud.services import file_store, load_config
 from pcloud.store.files import FileStore, FileStoreError, Link, PathRefused
+from pcloud.supervisor import running_endpoints
 
 
 def register(group: Any, command: Any) -> None:
@@ -188,6 +190,7 @@ def cmd_link(context: Context, arguments: argparse.Namespace) -> int:
                 upload_only=arguments.upload_only,
             )  # fmt: skip
             context.say(f"link {link.token}")
+            context.say(f"  {_link_url(arguments, link.token)}")
             context.say(f"  {_describe(link)}")
         elif arguments.operation == "list":
             for link in store.links(arguments.owner):
@@ -196,6 +199,24 @@ def cmd_link(context: Context, arguments: argparse.Namespace) -> int:
             link = store.remove_link(arguments.owner, arguments.target)
             context.say(f"link {link.token} to {link.owner}:/{link.path} deleted")
     return 0
+
+
+def _link_url(arguments: argparse.Namespace, token: str) -> str:
+    """The link's address: the server's domain, on the HTTPS port it listens on (or will)."""
+    from pcloud.files.links import link_url
+
+    data_dir = data_dir_of(arguments)
+    settings = load_config(data_dir)
+    running = [e.port for e in running_endpoints(data_dir) if e.listener == "https"]
+    listener = settings.listeners.get("https")
+    if running:
+        port = running[0]
+    elif listener is not None and listener.port is not None:
+        port = listener.port
+    else:
+        spec = next(spec for spec in LISTENERS if spec.name == "https")
+        port = spec.port_in(choose_port_map(settings.server.ports))
+    return link_url(f"https://{settings.server.domain}{'' if port == 443 else f':{port}'}", token)
 
 
 def _describe(link: Link) -> str:

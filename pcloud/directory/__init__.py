@@ -38,6 +38,8 @@ from pcloud.store.sqlite import open_database
 log = logging.getLogger(__name__)
 
 DIRECTORY_FILE = "directory.sqlite3"
+# How stale an app password's "last used" time may be (`pcloud user app-password list`).
+LAST_USED_PRECISION_SECONDS = 600
 
 
 class DirectoryError(Exception):
@@ -111,6 +113,7 @@ class Directory:
         self.path = path
         self.default_domain = default_domain
         self.throttle = Throttle(login_policy)
+        self.recently_verified = passwords.RecentlyVerified()
         # One connection shared by the event loop and its worker threads; every use is short
         # and holds the lock. Password hashing happens outside it.
         self._lock = threading.Lock()
@@ -594,18 +597,21 @@ class Directory:
             return None
         user = rows[0]
         app_rows = self._query(
-            "SELECT id, label FROM app_passwords WHERE user_id = ? AND secret_hash = ?",
+            "SELECT id, label, last_used FROM app_passwords WHERE user_id = ? AND secret_hash = ?",
             user["id"],
             passwords.hash_app_password(secret),
         )
         if app_rows:
-            with self._transaction() as db:
-                db.execute(
-                    "UPDATE app_passwords SET last_used = ? WHERE id = ?",
-                    (int(time.time()), app_rows[0]["id"]),
-                )
+            now = int(time.time())
+            # A write (and its sync) per HTTP request would be the most expensive part of it.
+            if (app_rows[0]["last_used"] or 0) < now - LAST_USED_PRECISION_SECONDS:
+                with self._transaction() as db:
+                    db.execute(
+                        "UPDATE app_passwords SET last_used = ? WHERE id = ?",
+                        (now, app_rows[0]["id"]),
+                    )
             credential = f"app-password:{app_rows[0]['label']}"
-        elif passwords.verify_password(secret, user["password_hash"]):
+        elif self.recently_verified.verify(secret, user["password_hash"]):
             credential = "password"
             self._add_missing_scram_keys(user["id"], secret)
         else:

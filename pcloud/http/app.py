@@ -12,7 +12,7 @@ import socket
 
 from aiohttp import web
 
-from pcloud import __version__, autoconfig, avatar, dav
+from pcloud import __version__, autoconfig, avatar, dav, files
 from pcloud.listeners import Stop
 from pcloud.services import Services
 
@@ -31,6 +31,7 @@ def make_app(services: Services) -> web.Application:
     app[SERVICES] = services
     app.router.add_get("/healthz", healthz)
     dav.add_routes(app, services)
+    files.add_routes(app, services)
     avatar.add_routes(app, services)
     autoconfig.add_routes(app, services)
     return app

@@ -361,7 +361,7 @@ def header_fields(header_block: bytes, fields: Sequence[str], *, exclude: bool) 
 
 def cached_header_fields(cached: Mapping[str, str], fields: Collection[str]) -> bytes | None:
     """What header_fields() would cut from the message, made from the fields the index keeps
-    (pcloud.store.index.envelope_headers); `fields` are lower-case names of CACHED_FIELDS. None
+    (pcloud.store.index.cached_header_lines); `fields` are lower-case names of CACHED_FIELDS. None
     when one of them occurs more than once: the index keeps a field's occurrences together, not
     their order among other fields' lines."""
     kept = [lines for name, lines in cached.items() if name in fields]  # in the message's order

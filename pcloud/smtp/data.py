@@ -36,6 +36,8 @@ def pending_end(tail: bytes) -> int:
 def unstuff(raw: bytes) -> bytes:
     """The message from the bytes that came before its end marker's "." line: each line's
     leading "." dropped (RFC 5321 §4.5.2, transparency)."""
+    if not raw.startswith(b".") and b"\r\n." not in raw:  # most messages: no copies needed
+        return raw
     return (b"\r\n" + raw).replace(b"\r\n.", b"\r\n")[2:]
 
 

@@ -8,11 +8,11 @@ in worker threads, one hop per RCPT and one per message: the event loop only tal
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import logging
 import re
 import secrets
 import ssl
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -194,8 +194,9 @@ class Handler:
         invitation: invitations.Invitation | None = None,
     ) -> tuple[list[str], dict[str, tuple[str, str]]]:
         """Deliver to each account (and place an invitation in their calendars, unless the
-        message went to Junk: else a spammer could fill calendars); returns those that have it
-        and, for the others, the enhanced status code and reply. Blocking."""
+        message went to Junk: else a spammer could fill calendars); returns where each one
+        that has it has it (`address:mailbox:uid`) and, for the others, the enhanced status
+        code and reply. Blocking."""
         stored, failed = [], {}
         for address in sorted(accounts):
             try:
@@ -209,9 +210,7 @@ class Handler:
                 log.warning("smtp delivery failed to=%s error=%s", address, error)
                 failed[address] = ("4.2.0", "450 4.2.0 Mailbox unavailable")
                 continue
-            stored.append(address)
-            log.info("smtp delivered to=%s mailbox=%s uid=%d size=%d",
-                     address, mailbox, result.uid, len(message))  # fmt: skip
+            stored.append(f"{address}:{mailbox}:{result.uid}")
             if invitation is not None and not junk:
                 try:
                     invitations.apply_invitation(self.calendars, address, invitation)
@@ -238,14 +237,14 @@ class Handler:
         """Check the sender, queue the copies for other servers, deliver the local ones.
         Returns the reply, the recipients who could not have it (to bounce to), and the content
         as checked. Blocking: one thread hop per message for all of it."""
-        junk = False
+        junk, checks = False, "none"
         if self.checks_senders:
             verdict = auth_checks.check(
                 content, authserv_id=origin.server, ip=origin.ip, mail_from=sender, helo=origin.helo
             )
-            log.info("smtp sender checks from=%s result=%s",
-                     sender, verdict.header.decode().strip())  # fmt: skip
+            checks = verdict.header.decode().strip().partition("; ")[2]
             if verdict.policy == "reject":
+                log.info("smtp refused from=%s checks=%s", sender, checks)
                 return "550 5.7.1 Rejected: the sender's domain asks for it (DMARC)", {}, content
             junk = verdict.policy == "quarantine"
             content = verdict.header + auth_checks.without_forged_results(content, origin.server)
@@ -259,6 +258,10 @@ class Handler:
         # RFC 5321 §4.4: final delivery records the envelope sender.
         delivered = f"Return-Path: <{sender}>\r\n".encode() + message
         stored, failed = self._store(route.local, delivered, junk, invitation)
+        # One line per message: with 20 clients, two a message took a tenth of the CPU.
+        log.info("smtp message from=%s size=%d delivered=%s queued=%s refused=%s checks=%s",
+                 sender, len(delivered), ",".join(stored), ",".join(sorted(route.remote)),
+                 ",".join(sorted(failed)), checks)  # fmt: skip
         if failed and not stored and not route.remote:
             return next(iter(failed.values()))[1], {}, content
         return "250 2.0.0 Message accepted for delivery", failed, content
@@ -278,8 +281,23 @@ class Handler:
         return (
             f"Received: from {session.host_name} ([{remote}])\r\n"
             f"\tby {server.hostname} (pcloud) with {with_} id {identifier}{recipient};\r\n"
-            f"\t{email.utils.format_datetime(email.utils.localtime())}\r\n"
+            f"\t{local_date(time.time())}\r\n"
         )
+
+
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def local_date(seconds: float) -> str:
+    """An RFC 5322 §3.3 date in local time, as email.utils.format_datetime(localtime()) writes
+    it, in a tenth of the time: every message gets one."""
+    t = time.localtime(seconds)
+    sign, offset = ("+" if t.tm_gmtoff >= 0 else "-"), abs(t.tm_gmtoff) // 60
+    return (
+        f"{_DAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon - 1]} {t.tm_year}"
+        f" {t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} {sign}{offset // 60:02d}{offset % 60:02d}"
+    )
 
 
 def _declared_size(options: list[Any]) -> int:

@@ -23,7 +23,8 @@ class Recipients:
         return address.rpartition("@")[2].lower() in self.directory.domains()
 
     def is_srs(self, address: str) -> bool:
-        return self.hosted(address) and bool(srslib.SRS.is_srs_address(address))
+        # The name first: it needs no lookup, and few addresses are SRS ones.
+        return "@" in address and bool(srslib.SRS.is_srs_address(address)) and self.hosted(address)
 
     def resolve(self, address: str) -> list[str] | None:
         """The final addresses, None when nothing here takes it (directory.InvalidValue when

@@ -4,7 +4,8 @@ It holds what listing a mailbox needs without opening message files: per mailbox
 UIDNEXT and HIGHESTMODSEQ; per message its UID, file, flags, MODSEQ, internal date, size and the
 header fields that mail programs list messages by (CACHED_FIELDS). Expunged UIDs are kept with
 their MODSEQ for QRESYNC (VANISHED). The bytes used, for the quota, are kept by triggers so that
-they cannot drift from the messages.
+they cannot drift from the messages. A message delivered but whose file is not written yet has
+its content in `unwritten` (see mail.py).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ MIGRATIONS: tuple[str, ...] = (
         modseq INTEGER NOT NULL,
         internal_date INTEGER NOT NULL,     -- unix seconds
         size INTEGER NOT NULL,
-        headers TEXT NOT NULL,              -- JSON object: envelope_headers() of the message
+        headers TEXT NOT NULL,              -- JSON object: cached_header_lines() of the message
         PRIMARY KEY (mailbox_id, uid)
     ) WITHOUT ROWID;
     CREATE INDEX messages_modseq ON messages (mailbox_id, modseq);
@@ -62,6 +63,17 @@ MIGRATIONS: tuple[str, ...] = (
     # a third quicker to scan than the rows, which hold the header fields.
     """
     CREATE INDEX messages_listing ON messages (mailbox_id, uid, flags, modseq, internal_date, size);
+    """,
+    # 3: a delivery is one transaction (one flush) holding the message's row and content; its
+    # file is written afterwards and the content dropped (mail.py, Account.deliver).
+    """
+    CREATE TABLE unwritten (
+        mailbox_id INTEGER NOT NULL,
+        uid INTEGER NOT NULL,
+        content BLOB NOT NULL,
+        PRIMARY KEY (mailbox_id, uid),
+        FOREIGN KEY (mailbox_id, uid) REFERENCES messages (mailbox_id, uid) ON DELETE CASCADE
+    );
     """,
 )
 
@@ -114,7 +126,7 @@ def header_block(message: bytes) -> bytes:
     return message
 
 
-def envelope_headers(message: bytes) -> dict[str, str]:
+def cached_header_lines(message: bytes) -> dict[str, str]:
     """The CACHED_FIELDS of a message, by lower-case name, in the order they first appear: each
     field's lines as written (every occurrence, folded lines kept), each line ending in CRLF,
     8-bit bytes kept as surrogates (UTF-8 surrogateescape), so that the lines go back out as
@@ -136,7 +148,7 @@ def envelope_headers(message: bytes) -> dict[str, str]:
 
 
 def kept_fields(stored: str) -> dict[str, str]:
-    """envelope_headers() of a message, from the `headers` column (JSON: 8-bit bytes, kept as
+    """cached_header_lines() of a message, from the `headers` column (JSON: 8-bit bytes, kept as
     surrogates, cannot go in a TEXT column as they are)."""
     fields: dict[str, str] = json.loads(stored)
     return fields
@@ -144,7 +156,7 @@ def kept_fields(stored: str) -> dict[str, str]:
 
 def first_values(cached: Mapping[str, str], names: Collection[str] | None = None) -> dict[str, str]:
     """The value of each field's first occurrence (RFC 5322 §3.6 allows one of most), by
-    lower-case name, from envelope_headers(): after the colon and the blanks that follow it,
+    lower-case name, from cached_header_lines(): after the colon and the blanks that follow it,
     folding kept, without the last line end (as the email package's compat32 reads it). Only
     the fields `names`, when given."""
     values = {}
@@ -160,7 +172,7 @@ def first_values(cached: Mapping[str, str], names: Collection[str] | None = None
 
 
 def occurs_once(lines: str) -> bool:
-    """Whether a field's lines (as envelope_headers keeps them) are of one occurrence."""
+    """Whether a field's lines (as cached_header_lines keeps them) are of one occurrence."""
     return _NEXT_FIELD.search(lines, 0, len(lines) - 2) is None
 
 

@@ -1,7 +1,7 @@
 """The mail store: mailboxes and messages of every account, written once for every protocol.
 
 SMTP delivery, IMAP, JMAP and the web panel all deliver, append, copy, move, flag and expunge
-through `Account`; each change is committed (files flushed, index committed) before it returns
+through `Account`; each change is on disk (files flushed, index committed) before it returns
 and before its event is published.
 
 Layout: `<data>/mail/<address>/` is an account (see maildir.py and index.py); a deleted user's
@@ -9,18 +9,23 @@ mail is moved to `<data>/mail/.retired/<address>.<unix time>/`, so a new user of
 address starts empty.
 
 Invariants:
-- A message in the index has its complete file in cur/, and a file enters cur/ only in the
-  transaction that indexes it: a delivered file is written and flushed in tmp/, and moved to
-  cur/ (cur/ flushed) just before its row is committed. Expunged files are first moved to tmp/,
-  the index is committed, then the files are removed: an expunged message never comes back.
-- Deliveries commit in groups: whoever takes the lock next indexes every delivery waiting, with
-  one flush per folder and one transaction, and publishes their events in UID order.
-- Opening an account reconciles the index with the files: a file without a row is indexed (with
-  the flags of a `:2,` Maildir suffix if it has one), a row without a file is dropped and logged,
-  a mailbox whose folder is gone (a crash during a rename or delete) is recreated empty, and
-  tmp/ is cleared of what a crash left there.
-- One lock per account serialises its changes; the methods block (file and SQLite I/O), so that
-  protocols call them from worker threads (asyncio.to_thread).
+- A delivery is one transaction: the message's row and its content (table `unwritten`), so one
+  flush of the index makes it durable. Its file is written afterwards, in a batch by a
+  background thread (or by whoever needs the files first: reading a message, copy, expunge,
+  close, reopen): flushed in tmp/, renamed into cur/, cur/ flushed, and only then is the
+  content dropped from the index. Every other message in the index has its complete file in
+  cur/, and a file in cur/ is always one the index knows. Expunged files are first moved to
+  tmp/, the index is committed, then the files are removed: an expunged message never comes
+  back.
+- Deliveries commit in groups: whoever takes the lock next stores every delivery waiting, in
+  one transaction, and publishes their events in UID order.
+- Opening an account reconciles the index with the files: files still unwritten are written, a
+  file without a row is indexed (with the flags of a `:2,` Maildir suffix if it has one), a row
+  without a file is dropped and logged, a mailbox whose folder is gone (a crash during a rename
+  or delete) is recreated empty, and tmp/ is cleared of what a crash left there.
+- One lock per account serialises its changes (and a second one its file writing, see
+  Account._writing); the methods block (file and SQLite I/O), so that protocols call them
+  from worker threads (asyncio.to_thread).
 """
 
 from __future__ import annotations
@@ -35,8 +40,10 @@ import threading
 import time
 from array import array
 from collections.abc import Callable, Collection, Iterable, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pcloud.directory import User
 from pcloud.directory.addresses import AddressError, normalize_address
@@ -45,7 +52,7 @@ from pcloud.store import maildir
 from pcloud.store.durable import fsync_folder
 from pcloud.store.index import (
     MIGRATIONS,
-    envelope_headers,
+    cached_header_lines,
     first_values,
     kept_fields,
     text_filter,
@@ -75,6 +82,11 @@ from pcloud.store.sqlite import open_database
 
 log = logging.getLogger(__name__)
 
+# Seconds a delivered message waits before its file is written, so that files are written in
+# batches (one flush of the folder and one index transaction for many) and seldom while a
+# delivery is being stored: with one client sending, writing each file at once halved the rate.
+WRITE_DELAY = 0.5
+
 # A message as its index row has it: UID, flags (space-separated, sorted), MODSEQ, internal
 # date, size, and the header fields the index keeps, as stored (read with index.kept_fields;
 # "" when not asked for).
@@ -83,15 +95,12 @@ MessageRow = tuple[int, str, int, int, int, str]
 
 @dataclass(eq=False)
 class _Delivery:
-    """A message flushed in its folder's tmp/, waiting to be indexed (see Account.deliver)."""
+    """A message waiting for the transaction that stores it (see Account.deliver)."""
 
-    mailbox_id: int
-    uidvalidity: int  # with the id, names the mailbox: a deleted mailbox's id may be reused
-    written_to: Path  # the folder whose tmp/ the file went to (it follows a renamed mailbox)
-    file: str
+    mailbox: str
+    content: bytes
     flags: tuple[str, ...]
     internal_date: int
-    size: int
     headers: str
     stored: Stored | None = None  # once committed
     error: MailStoreError | None = None  # refused
@@ -106,23 +115,42 @@ class Account:
     """One account's mailboxes. Get it from `MailStore.account(address)`."""
 
     def __init__(
-        self, folder: Path, address: str, events: Events, quota: Callable[[], int]
+        self,
+        folder: Path,
+        address: str,
+        events: Events,
+        quota: Callable[[], int],
+        writer: Executor,
     ) -> None:
         self.folder = folder
         self.address = address
         self.events = events
         self.quota = quota  # bytes, 0 for none; asked at each change, so it applies at once
+        self._writer = writer  # where delivered files are written (see deliver)
         self._lock = threading.Lock()
-        self._waiting_lock = threading.Lock()
+        # Held by whoever writes delivered files, taken before the lock; deliveries need only
+        # the lock, so that they go on while the background writer writes.
+        self._writing = threading.Lock()
+        self._waiting_lock = threading.Lock()  # guards the two below
         self._waiting: list[_Delivery] = []
+        self._write_due = False
+        self._closed = False
         maildir.create_folder(folder, "")
         self._db = open_database(folder / "index.sqlite3", MIGRATIONS)
-        with self._lock:
+        with self._writing, self._lock:
             self._create_default_mailboxes()
             self._reconcile()
+            self._write_out()
 
     def close(self) -> None:
-        with self._lock:
+        with self._writing, self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            try:
+                self._write_out()
+            except OSError as error:  # written at the next open
+                log.warning("mail files not written account=%s error=%s", self.address, error)
             self._db.close()
 
     # -- helpers ------------------------------------------------------------------------------
@@ -144,8 +172,7 @@ class Account:
     def _begin(self) -> None:
         self._db.execute("BEGIN IMMEDIATE")
 
-    def _check_quota(self, adding: int) -> None:
-        limit = self.quota()
+    def _check_quota(self, adding: int, limit: int) -> None:
         if not limit:
             return
         (used,) = self._db.execute("SELECT bytes FROM account").fetchone()
@@ -216,7 +243,15 @@ class Account:
                 "SELECT file, uid FROM messages WHERE mailbox_id = ?", mailbox["id"]
             )
         }
-        missing = [uid for file, uid in indexed.items() if file not in files]
+        unwritten = {
+            uid
+            for (uid,) in self._db.execute(
+                "SELECT uid FROM unwritten WHERE mailbox_id = ?", (mailbox["id"],)
+            )
+        }
+        missing = [
+            uid for file, uid in indexed.items() if file not in files and uid not in unwritten
+        ]
         if missing:
             log.warning("reconcile: messages without files dropped account=%s mailbox=%s uids=%s",
                         self.address, mailbox["name"], missing)  # fmt: skip
@@ -228,20 +263,19 @@ class Account:
             flags = normalize_flags(MAILDIR_FLAGS[c] for c in suffix if c in MAILDIR_FLAGS)
             self._add_row(
                 mailbox["id"], file, flags, int(files[file].stat().st_mtime), len(data),
-                json.dumps(envelope_headers(data)),
+                json.dumps(cached_header_lines(data)),
             )  # fmt: skip
         if new_files:  # one line, not one per file: an imported Maildir may hold 100,000
             log.warning("reconcile: files indexed account=%s mailbox=%s count=%d",
                         self.address, mailbox["name"], len(new_files))  # fmt: skip
 
     def _next_modseq(self, mailbox_id: int) -> int:
-        self._db.execute(
-            "UPDATE mailboxes SET highestmodseq = highestmodseq + 1 WHERE id = ?", (mailbox_id,)
-        )
-        modseq: int = self._db.execute(
-            "SELECT highestmodseq FROM mailboxes WHERE id = ?", (mailbox_id,)
-        ).fetchone()[0]
-        return modseq
+        (modseq,) = self._db.execute(
+            "UPDATE mailboxes SET highestmodseq = highestmodseq + 1 WHERE id = ?"
+            " RETURNING highestmodseq",
+            (mailbox_id,),
+        ).fetchone()
+        return int(modseq)
 
     def _add_row(
         self,
@@ -252,12 +286,13 @@ class Account:
         size: int,
         headers: str,
     ) -> tuple[int, int]:
-        """Index a message whose file is in place; returns its UID and MODSEQ."""
-        (uid,) = self._db.execute(
-            "SELECT uidnext FROM mailboxes WHERE id = ?", (mailbox_id,)
+        """Index a message (its file in place, or its content about to be stored with it);
+        returns its UID and MODSEQ."""
+        uid, modseq = self._db.execute(
+            "UPDATE mailboxes SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1"
+            " WHERE id = ? RETURNING uidnext - 1, highestmodseq",
+            (mailbox_id,),
         ).fetchone()
-        modseq = self._next_modseq(mailbox_id)
-        self._db.execute("UPDATE mailboxes SET uidnext = uidnext + 1 WHERE id = ?", (mailbox_id,))
         self._db.execute(
             "INSERT INTO messages (mailbox_id, uid, file, flags, modseq, internal_date, size,"
             " headers) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -451,20 +486,12 @@ class Account:
     ) -> Stored:
         """Store a message (SMTP delivery, IMAP APPEND); on disk when this returns.
 
-        Group commit: the file is written and flushed into tmp/ outside the account's lock, then
-        waits for the index. Whoever holds the lock next commits every waiting message with one
-        flush per folder and one transaction, so concurrent deliveries share the cost of syncing."""
-        with self._lock:
-            row = self._mailbox_row(mailbox)
-            self._check_quota(len(message))  # refuse early; checked again at commit
-            folder_path = self._folder_path(row["folder"])
-        try:
-            file = maildir.write_message(folder_path, message)
-        except FileNotFoundError as error:  # its folder moved away meanwhile
-            raise MailboxNotFound(f"no mailbox {mailbox}") from error
+        Group commit: the message waits for the account's lock; whoever takes it next stores
+        every message waiting in one transaction, so concurrent deliveries share one flush.
+        The file is written afterwards (see the module's invariants)."""
         delivery = _Delivery(
-            row["id"], row["uidvalidity"], folder_path, file, normalize_flags(flags),
-            int(internal_date or time.time()), len(message), json.dumps(envelope_headers(message)),
+            normalize_mailbox_name(mailbox), message, normalize_flags(flags),
+            int(internal_date or time.time()), json.dumps(cached_header_lines(message)),
         )  # fmt: skip
         with self._waiting_lock:
             self._waiting.append(delivery)
@@ -479,38 +506,29 @@ class Account:
         return delivery.stored
 
     def _commit_waiting(self) -> None:
-        """Index every delivery waiting, then publish their events in commit order (the caller
+        """Store every delivery waiting, then publish their events in commit order (the caller
         holds the lock). Each delivery gets its Stored, its own refusal, or the failure."""
         with self._waiting_lock:
             batch, self._waiting = self._waiting, []
-        accepted: dict[_Delivery, Path] = {}  # with the folder its file is in now
+        limit = self.quota()
         try:
             self._begin()
             for delivery in batch:
-                rows = self._rows("SELECT * FROM mailboxes WHERE id = ?", delivery.mailbox_id)
-                if not rows or rows[0]["uidvalidity"] != delivery.uidvalidity:
-                    delivery.error = MailboxNotFound("the mailbox was deleted")
-                    (delivery.written_to / "tmp" / delivery.file).unlink(missing_ok=True)
-                    continue
-                folder_path = self._folder_path(rows[0]["folder"])
+                size = len(delivery.content)
                 try:
-                    self._check_quota(delivery.size)  # with the rows added before it
-                except QuotaExceeded as error:
+                    row = self._mailbox_row(delivery.mailbox)
+                    self._check_quota(size, limit)  # with the rows added before it
+                except (MailboxNotFound, QuotaExceeded) as error:
                     delivery.error = error
-                    (folder_path / "tmp" / delivery.file).unlink(missing_ok=True)
                     continue
                 uid, modseq = self._add_row(
-                    delivery.mailbox_id, delivery.file, delivery.flags, delivery.internal_date,
-                    delivery.size, delivery.headers,
+                    row["id"], maildir.unique_name(size), delivery.flags,
+                    delivery.internal_date, size, delivery.headers,
                 )  # fmt: skip
-                delivery.stored = Stored(rows[0]["name"], uid, delivery.uidvalidity, modseq)
-                accepted[delivery] = folder_path
-            # Into cur/ only now, so that no file is there before its row is committed (a crash
-            # would otherwise make reconcile store what the sender was never told was stored).
-            for delivery, folder_path in accepted.items():
-                os.rename(folder_path / "tmp" / delivery.file, folder_path / "cur" / delivery.file)
-            for folder_path in set(accepted.values()):
-                fsync_folder(folder_path / "cur")
+                self._db.execute(
+                    "INSERT INTO unwritten VALUES (?, ?, ?)", (row["id"], uid, delivery.content)
+                )
+                delivery.stored = Stored(row["name"], uid, row["uidvalidity"], modseq)
             self._db.execute("COMMIT")
         except Exception as error:
             with contextlib.suppress(sqlite3.ProgrammingError):  # closed (retired) meanwhile
@@ -521,16 +539,102 @@ class Account:
             for delivery in batch:
                 if delivery.error is None:  # each delivering thread raises an error of its own
                     delivery.stored, delivery.failure = None, error
-                    folder_path = accepted.get(delivery, delivery.written_to)
-                    for sub in ("cur", "tmp"):
-                        (folder_path / sub / delivery.file).unlink(missing_ok=True)
             return
-        for delivery in accepted:
-            assert delivery.stored is not None
-            self.events.publish(
-                MessageAdded(self.address, delivery.stored.mailbox, delivery.stored.uid,
-                             delivery.stored.modseq)
-            )  # fmt: skip
+        stored = [delivery.stored for delivery in batch if delivery.stored is not None]
+        if stored:
+            self._schedule_write_out()
+        for done in stored:
+            self.events.publish(MessageAdded(self.address, done.mailbox, done.uid, done.modseq))
+
+    def _schedule_write_out(self) -> None:
+        with self._waiting_lock:
+            if self._write_due:
+                return
+            self._write_due = True
+        self._writer.submit(self._write_out_soon, time.monotonic() + WRITE_DELAY)
+
+    def _write_out_soon(self, due: float) -> None:
+        """Write delivered files in the background, once `due`."""
+        time.sleep(max(0.0, due - time.monotonic()))
+        with self._waiting_lock:
+            self._write_due = False  # what is committed from now on needs another run
+        try:
+            with self._writing:
+                self._write_pending()
+        except Exception as error:  # tried again by the next delivery, reader or open
+            log.warning("mail files not written yet account=%s error=%r", self.address, error)
+
+    def _write_pending(self) -> None:
+        """Write every file not written yet, taking the account's lock only to read each
+        message and to note what is written, so that deliveries go on meanwhile (the caller
+        holds `_writing`)."""
+        while True:
+            with self._lock:
+                if self._closed:
+                    return
+                pending = self._unwritten()
+            if not pending:
+                return
+            written = self._write_files(pending, self._lock)
+            with self._lock:
+                if self._closed:
+                    return
+                self._drop_written(written)
+
+    def _write_out(self) -> None:
+        """Write every file not written yet (the caller holds `_writing` and the lock)."""
+        while pending := self._unwritten():
+            self._drop_written(self._write_files(pending, contextlib.nullcontext()))
+
+    def _unwritten(self) -> list[tuple[int, int, str]]:
+        """Some messages whose files are not written: mailbox id, UID, file name."""
+        return self._db.execute(
+            "SELECT mailbox_id, uid, file FROM unwritten JOIN messages USING (mailbox_id, uid)"
+            " LIMIT 100"
+        ).fetchall()
+
+    def _write_files(
+        self, pending: list[tuple[int, int, str]], lock: contextlib.AbstractContextManager[Any]
+    ) -> list[tuple[int, int]]:
+        """Write these messages' files into cur/ (through tmp/, flushed, cur/ flushed), taking
+        `lock` only to read each one; returns the (mailbox id, UID) of those written. A mailbox
+        renamed or deleted meanwhile fails a rename here (tried again later) or takes the file
+        with it."""
+        written, folders = [], set()
+        for mailbox_id, uid, file in pending:
+            with lock:
+                found = self._db.execute(
+                    "SELECT b.folder, u.content FROM unwritten u JOIN messages m"
+                    " USING (mailbox_id, uid) JOIN mailboxes b ON b.id = u.mailbox_id"
+                    " WHERE u.mailbox_id = ? AND u.uid = ? AND m.file = ?",
+                    (mailbox_id, uid, file),
+                ).fetchone()
+            if found is None:  # it went with its mailbox
+                continue
+            path = self._folder_path(found[0])
+            maildir.write_message(path, file, found[1])
+            os.rename(path / "tmp" / file, path / "cur" / file)
+            folders.add(path)
+            written.append((mailbox_id, uid))
+        for path in folders:
+            fsync_folder(path / "cur")
+        return written
+
+    def _drop_written(self, written: list[tuple[int, int]]) -> None:
+        """Drop from the index the content of messages whose files are on disk (the caller
+        holds the lock). Not flushed: the next flushed commit takes it to disk (the log is
+        written in order), and a crash before that only writes the same files again."""
+        self._db.execute("PRAGMA synchronous = NORMAL")
+        try:
+            self._begin()
+            self._db.executemany("DELETE FROM unwritten WHERE mailbox_id = ? AND uid = ?", written)
+            self._db.execute("COMMIT")
+        except BaseException:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
+        finally:
+            self._db.execute("PRAGMA synchronous = FULL")
 
     def messages(
         self,
@@ -636,6 +740,8 @@ class Account:
         wanted = set(uids)
         if not wanted:
             return {}
+        with self._writing:
+            self._write_pending()
         with self._lock:
             row = self._mailbox_row(mailbox)
             cur = self._folder_path(row["folder"]) / "cur"
@@ -710,7 +816,8 @@ class Account:
 
     def copy(self, source: str, uids: Iterable[int], target: str) -> list[tuple[int, int]]:
         """Copy messages (hard links: the content is shared); returns (old UID, new UID) pairs."""
-        with self._lock:
+        with self._writing, self._lock:
+            self._write_out()
             source_row, target_row = self._mailbox_row(source), self._mailbox_row(target)
             rows = self._rows(
                 "SELECT uid, file, flags, internal_date, size, headers FROM messages"
@@ -720,7 +827,7 @@ class Account:
             )
             wanted = set(uids)
             rows = [r for r in rows if r["uid"] in wanted]
-            self._check_quota(sum(r["size"] for r in rows))
+            self._check_quota(sum(r["size"] for r in rows), self.quota())
             source_path = self._folder_path(source_row["folder"]) / "cur"
             target_path = self._folder_path(target_row["folder"])
             links: list[str] = []
@@ -759,7 +866,8 @@ class Account:
     ) -> list[int]:
         """Remove messages for good: those flagged \\Deleted (all, or only among `uids`), or
         with only_deleted=False exactly `uids`. Returns the UIDs removed."""
-        with self._lock:
+        with self._writing, self._lock:
+            self._write_out()
             row = self._mailbox_row(mailbox)
             rows = self._rows(
                 "SELECT uid, file, flags FROM messages WHERE mailbox_id = ? ORDER BY uid", row["id"]
@@ -817,6 +925,8 @@ class MailStore:
         # is another account.
         self._accounts: dict[str, tuple[tuple[int, int], Account]] = {}
         self._opening: dict[str, threading.Lock] = {}  # one per address: it opens once
+        # One thread writes delivered messages' files, for every account (Account.deliver).
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="pcloud-mail-writer")
         root.mkdir(mode=0o700, parents=True, exist_ok=True)
 
     def _address(self, address: str) -> str:
@@ -844,6 +954,9 @@ class MailStore:
         if account is not None and cached == generation:
             return account
         with self._address_lock(address):  # opening reconciles: the other accounts go on
+            # Again: the folder may have been created meanwhile, by the opening of this account
+            # that made us wait (a generation of 0 then would close the account just opened).
+            generation = self._generation(address, user.created)
             with self._lock:
                 cached, account = self._accounts.get(address, (None, None))
             if account is not None and cached == generation:
@@ -851,7 +964,11 @@ class MailStore:
             if account is not None:
                 account.close()  # a previous user's, whose mail was retired meanwhile
             account = Account(
-                self.root / address, address, self.events, lambda: self._quota(address)
+                self.root / address,
+                address,
+                self.events,
+                lambda: self._quota(address),
+                self._writer,
             )
             with self._lock:
                 self._accounts[address] = (self._generation(address, user.created), account)
@@ -887,6 +1004,9 @@ class MailStore:
             os.rename(source, target)
             fsync_folder(retired)
             fsync_folder(self.root)
+            # A server (this process or another) may have stored messages whose files it had
+            # not written yet: opening the account writes them, so that all of it is files.
+            Account(target, address, self.events, lambda: 0, self._writer).close()
         log.info("mail retired account=%s to=%s", address, target)
         return target
 
@@ -895,3 +1015,4 @@ class MailStore:
             for _, account in self._accounts.values():
                 account.close()
             self._accounts.clear()
+        self._writer.shutdown(cancel_futures=True)  # the accounts wrote all at close

@@ -10,10 +10,10 @@ digits, space, "-" and "_" (so a "." or "/" in a name can never mean a level), a
 joined with ".". Message files are named `<unique>,S=<size>`; flags live in the index, not in the
 name, so changing flags never renames a file.
 
-A file is written to tmp/ and flushed; the mail store renames it into cur/ and flushes cur/ in
-the transaction that indexes it, so a message the index knows is always complete on disk, and
-a file in cur/ is one the index knows (or is about to). tmp/ also holds expunged files on their
-way out (`expunged-*`) and, in the account's own tmp/, deleted mailboxes' folders (`deleted-*`).
+A file is written to tmp/, flushed and renamed into cur/, after the index has committed it (with
+its content, until the file is on disk: see mail.py), so a file in cur/ is complete and one the
+index knows. tmp/ also holds expunged files on their way out (`expunged-*`) and, in the
+account's own tmp/, deleted mailboxes' folders (`deleted-*`).
 """
 
 from __future__ import annotations
@@ -67,12 +67,11 @@ def unique_name(size: int) -> str:
     return f"{seconds}.M{micro}P{os.getpid()}Q{next(_counter)}.{host},S={size}"
 
 
-def write_message(folder_path: Path, message: bytes) -> str:
-    """Write a message durably into the folder's tmp/; returns its file name there (the same
-    name it takes in cur/)."""
-    name = unique_name(len(message))
+def write_message(folder_path: Path, name: str, message: bytes) -> None:
+    """Write a message file durably into the folder's tmp/ (over what a crash may have left
+    there); the mail store renames it into cur/."""
     temporary = folder_path / "tmp" / name
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         with os.fdopen(descriptor, "wb") as file:
             file.write(message)
@@ -81,7 +80,6 @@ def write_message(folder_path: Path, message: bytes) -> str:
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
-    return name
 
 
 def link_message(source: Path, folder_path: Path) -> str:

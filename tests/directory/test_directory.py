@@ -66,6 +66,23 @@ async def test_authenticate_with_password_and_app_passwords(directory: Directory
     assert await login(directory, "alice@example.org", PASSWORD) == "password"
 
 
+async def test_a_password_changed_elsewhere_is_not_remembered(
+    directory: Directory, tmp_path: Path
+) -> None:
+    # The server remembers passwords that matched lately (HTTP clients send one per request);
+    # a change made by the command line, another process, must end that at once.
+    directory.add_user("alice@example.org", PASSWORD)
+    assert await login(directory, "alice@example.org", PASSWORD) == "password"
+    assert await login(directory, "alice@example.org", PASSWORD) == "password"  # remembered
+    command_line = Directory(
+        tmp_path / "directory.sqlite3", default_domain="example.org", login_policy=FAST
+    )
+    command_line.set_password("alice@example.org", "a brand new password")
+    command_line.close()
+    assert await login(directory, "alice@example.org", PASSWORD) is None
+    assert await login(directory, "alice@example.org", "a brand new password") == "password"
+
+
 async def test_ten_failures_from_one_address_lock_it_out(
     directory: Directory, caplog: pytest.LogCaptureFixture
 ) -> None:

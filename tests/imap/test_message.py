@@ -24,7 +24,7 @@ from pcloud.imap.message import (
 )
 from pcloud.imap.mime import parse_structure
 from pcloud.imap.values import Section
-from pcloud.store.index import envelope_headers, first_values, header_block
+from pcloud.store.index import cached_header_lines, first_values, header_block
 
 # Dovecot's src/lib-imap/test-imap-bodystructure.c message, with CRLF line ends: Dovecot counts
 # sizes as CRLF, so the sizes below are Dovecot's.
@@ -289,7 +289,7 @@ def test_header_fields() -> None:
 )
 def test_the_index_answers_header_fields_as_the_message_would(head: bytes) -> None:
     data = head + b"Subject: in the body, unless the header has no end\r\n"
-    kept = envelope_headers(data)
+    kept = cached_header_lines(data)
     for fields in (["FROM", "SUBJECT", "DATE"], ["Subject"], ["to", "x-priority"], ["bcc"]):
         names = {name.lower() for name in fields}
         expected = header_fields(header_block(data), fields, exclude=False)
@@ -297,7 +297,7 @@ def test_the_index_answers_header_fields_as_the_message_would(head: bytes) -> No
 
 
 def test_a_repeated_field_is_left_to_the_message() -> None:
-    kept = envelope_headers(b"To: a\r\nFrom: b\r\nTo: c\r\n d\r\nSubject: e\r\n\r\n")
+    kept = cached_header_lines(b"To: a\r\nFrom: b\r\nTo: c\r\n d\r\nSubject: e\r\n\r\n")
     assert kept["to"] == "To: a\r\nTo: c\r\n d\r\n"  # the occurrences together, out of order
     assert cached_header_fields(kept, {"to", "from"}) is None
     assert cached_header_fields(kept, {"from", "subject"}) == b"From: b\r\nSubject: e\r\n\r\n"
@@ -380,7 +380,7 @@ def test_partial() -> None:
     ],
 )
 def test_envelope(header: bytes, expected: bytes) -> None:
-    assert envelope(first_values(envelope_headers(header + b"\n")), utf8=False) == expected
+    assert envelope(first_values(cached_header_lines(header + b"\n")), utf8=False) == expected
 
 
 def test_envelope_of_8bit_headers() -> None:
@@ -560,7 +560,7 @@ def test_corrupted_messages_never_raise() -> None:
         for extensible in (True, False):
             for utf8 in (True, False):
                 assert bodystructure(data, extensible=extensible, utf8=utf8, structure=structure)
-        assert envelope(first_values(envelope_headers(data)), utf8=False).startswith(b"(")
+        assert envelope(first_values(cached_header_lines(data)), utf8=False).startswith(b"(")
         for section in sections:
             section_bytes(data, section, structure=structure)
             with contextlib.suppress(UnknownTransferEncoding):

@@ -33,7 +33,7 @@ from pcloud.imap.values import (
     SizeKey,
     TextKey,
 )
-from pcloud.store.index import envelope_headers, first_values
+from pcloud.store.index import cached_header_lines, first_values
 from pcloud.store.mail_values import Message
 
 JAN_1 = 1_704_067_200  # 2024-01-01 00:00:00 UTC
@@ -66,7 +66,7 @@ class Mailbox:
     ) -> int:
         uid = uid or (self.candidates[-1].message.uid + 1 if self.candidates else 1)
         if headers is None:
-            headers = first_values(envelope_headers(data))
+            headers = first_values(cached_header_lines(data))
         message = Message(uid, flags, modseq, internal_date, len(data), headers)
         self.candidates.append(Candidate(len(self.candidates) + 1, message, recent))
         self.files[uid] = data

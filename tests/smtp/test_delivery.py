@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import datetime
 import email.policy
+import email.utils
 import smtplib
+import time
 from email.message import EmailMessage
 
 import pytest
 
+from pcloud.smtp.delivery import local_date
 from pcloud.testing import RunningServer
 
 PASSWORD = "correct horse battery"
@@ -61,7 +65,26 @@ def test_the_stored_message_has_a_received_header_and_the_exact_content(
     )
     assert b"by mail.example.org (pcloud) with ESMTPS id " in header
     assert b"for <alice@example.org>;" in header
+    stamp = header.split(b"for <alice@example.org>;\r\n\t")[1].split(b"\r\n")[0].decode()
+    assert abs(email.utils.parsedate_to_datetime(stamp).timestamp() - time.time()) < 600
     assert rest.replace(b"\r\n", b"\n") == mail.get_content().encode()
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Asia/Kolkata", "America/St_Johns"])
+def test_received_dates_are_written_as_the_email_package_writes_them(
+    zone: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TZ", zone)
+    time.tzset()
+    try:
+        for seconds in (0, 1_700_000_000.5, 1_790_000_000):
+            expected = email.utils.format_datetime(
+                datetime.datetime.fromtimestamp(seconds).astimezone()
+            )
+            assert local_date(seconds) == expected
+    finally:
+        monkeypatch.undo()
+        time.tzset()
 
 
 def test_the_mx_offers_starttls_and_no_auth(server: RunningServer) -> None:

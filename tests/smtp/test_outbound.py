@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import smtplib
 import socket
+import sqlite3
 import ssl
 import time
 from collections.abc import Callable, Iterator
@@ -19,6 +20,7 @@ from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword
 
 from pcloud.cli import Context, run
 from pcloud.smtp.recipients import Recipients
+from pcloud.store.queue import Queued
 from pcloud.testing import RunningServer, running_server
 
 PASSWORD = "correct horse battery"
@@ -123,19 +125,25 @@ def test_a_domain_with_a_null_mx_bounces_at_once(
     assert b"Status: 5.1.10" in bounce
 
 
+def first_attempt_made(server: RunningServer) -> Queued:
+    """The one queued message, once its first attempt has failed for the time being."""
+
+    def deferred() -> list[bytes]:
+        entries = server.services.queue.entries()
+        return [b"x"] if entries and entries[0].recipients[0].attempts else []
+
+    wait_for(deferred, "the first attempt")
+    [entry] = server.services.queue.entries()
+    return entry
+
+
 def test_an_unreachable_domain_is_retried_and_the_queue_can_be_managed(
     servers: tuple[RunningServer, RunningServer],
 ) -> None:
     a, _ = servers
     # Nothing answers DNS for this domain in time: a temporary failure, kept for later.
     submit(a, "friend@broken.test", "later")
-
-    def deferred() -> list[bytes]:
-        entries = a.services.queue.entries()
-        return [b"x"] if entries and entries[0].recipients[0].attempts else []
-
-    wait_for(deferred, "the first attempt")
-    [entry] = a.services.queue.entries()
+    entry = first_attempt_made(a)
     assert entry.recipients[0].next_attempt > time.time() + 200
 
     def cli(*argv: str) -> str:
@@ -149,6 +157,31 @@ def test_an_unreachable_domain_is_retried_and_the_queue_can_be_managed(
     assert cli("queue", "delete", entry.id) == f"deleted {entry.id}\n"
     assert a.services.queue.entries() == []
     assert a.messages("alice@a.test") == []  # deleting is silent: no bounce
+
+
+def test_mail_that_outlives_the_queue_lifetime_is_returned_to_its_sender(
+    servers: tuple[RunningServer, RunningServer],
+) -> None:
+    a, _ = servers
+    submit(a, "friend@broken.test", "too late")
+    entry = first_attempt_made(a)
+    assert a.messages("alice@a.test") == []  # a temporary failure: no bounce yet
+    # Queued longer ago than queue_lifetime_hours allows: the next attempt is its last.
+    lifetime = a.services.config.smtp.queue_lifetime_hours * 3600
+    db = sqlite3.connect(a.data_dir / "queue" / "queue.sqlite3")
+    with db:
+        db.execute("UPDATE messages SET created = created - ?", (lifetime + 60,))
+    db.close()
+    a.services.queue.retry_now(entry.id)
+    [bounce] = wait_for(lambda: a.messages("alice@a.test"), "the bounce")
+    assert b'multipart/report; report-type="delivery-status"' in bounce
+    report = bounce.split(b"Content-Type: message/delivery-status")[1]
+    assert b"Final-Recipient: rfc822; friend@broken.test" in report
+    assert b"Action: failed" in report
+    assert b"Status: 4." in report  # what kept it waiting, now final (RFC 3464 §2.3.4)
+    assert b"Subject: too late" in bounce  # the original's headers come back
+    assert a.services.queue.entries() == []
+    assert not list((a.data_dir / "queue" / "messages").iterdir())
 
 
 def test_an_alias_forwards_with_a_rewritten_sender_and_bounces_find_their_way_back(

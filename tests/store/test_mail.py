@@ -8,6 +8,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, Future
 from pathlib import Path
 from typing import Any
 
@@ -68,21 +69,56 @@ def account(store: Store) -> Account:
 
 
 def cur_files(account: Account, mailbox: str = "INBOX") -> list[Path]:
+    """The files in a mailbox's cur/, once the background writer has written every file."""
+    wait_for(lambda: not unwritten(account))
     folder = account.folder / maildir.folder_name(mailbox) / "cur"
     return sorted(folder.iterdir())
 
 
 def tmp_files(account: Account, mailbox: str = "INBOX") -> list[Path]:
+    wait_for(lambda: not unwritten(account))
     folder = account.folder / maildir.folder_name(mailbox) / "tmp"
     return sorted(folder.iterdir())
 
 
-def indexed_files(account: Account) -> list[str]:
+def query(account: Account, sql: str) -> list[Any]:
     db = sqlite3.connect(account.folder / "index.sqlite3")
     try:
-        return sorted(row[0] for row in db.execute("SELECT file FROM messages"))
+        return db.execute(sql).fetchall()
     finally:
         db.close()
+
+
+def indexed_files(account: Account) -> list[str]:
+    return sorted(file for (file,) in query(account, "SELECT file FROM messages"))
+
+
+def unwritten(account: Account) -> list[tuple[int, bytes]]:
+    """The messages stored whose files are not written yet: UID and content."""
+    return query(account, "SELECT uid, content FROM unwritten ORDER BY uid")
+
+
+class HeldWriter(Executor):
+    """Stands in for the store's file writer: holds the work until told to do it."""
+
+    def __init__(self) -> None:
+        self.held: list[Callable[[], object]] = []
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        self.held.append(lambda: fn(*args, **kwargs))
+        return Future()
+
+    def run(self) -> None:
+        held, self.held = self.held, []
+        for work in held:
+            work()
+
+
+@pytest.fixture
+def held(account: Account, monkeypatch: pytest.MonkeyPatch) -> HeldWriter:
+    writer = HeldWriter()
+    monkeypatch.setattr(account, "_writer", writer)
+    return writer
 
 
 class FailingCommit:
@@ -108,19 +144,10 @@ def wait_for(condition: Callable[[], bool]) -> None:
         time.sleep(0.005)
 
 
-def deliver_in_threads(
-    account: Account, count: int, monkeypatch: pytest.MonkeyPatch
-) -> list[BaseException | None]:
-    """Deliver `count` messages at once, so that one commit indexes them all: once every file
-    is written, the account's lock is taken until all of them wait. Returns their exceptions."""
+def deliver_in_threads(account: Account, count: int) -> list[BaseException | None]:
+    """Deliver `count` messages at once, so that one commit stores them all: the account's lock
+    is held until all of them wait. Returns their exceptions."""
     outcomes: list[BaseException | None] = [None] * count
-    write_message = maildir.write_message
-    all_written = threading.Barrier(count, action=account._lock.acquire)
-
-    def write_and_wait(folder_path: Path, data: bytes, **options: Any) -> str:
-        name = write_message(folder_path, data, **options)
-        all_written.wait()
-        return name
 
     def deliver(n: int) -> None:
         try:
@@ -128,19 +155,13 @@ def deliver_in_threads(
         except BaseException as error:
             outcomes[n] = error
 
-    monkeypatch.setattr(maildir, "write_message", write_and_wait)
     threads = [threading.Thread(target=deliver, args=(n,)) for n in range(count)]
-    for thread in threads:
-        thread.start()
-    try:
-        wait_for(lambda: len(account._waiting) == count)
-        # Written and flushed, but not in cur/ until the index row is committed.
-        assert not cur_files(account) and len(tmp_files(account)) == count
-    finally:
-        account._lock.release()
+    with account._lock:
         for thread in threads:
-            thread.join()
-        monkeypatch.setattr(maildir, "write_message", write_message)
+            thread.start()
+        wait_for(lambda: len(account._waiting) == count)
+    for thread in threads:
+        thread.join()
     return outcomes
 
 
@@ -158,10 +179,11 @@ def test_unknown_accounts_are_refused(store: Store) -> None:
     assert not (store.root / "nobody@example.org").exists()
 
 
-def test_deliver_writes_the_file_then_the_index(account: Account) -> None:
+def test_deliver_stores_the_message_then_writes_its_file(account: Account) -> None:
     stored = account.deliver(message(), flags=["\\seen", "$Forwarded"], internal_date=1_700_000_000)
     assert (stored.mailbox, stored.uid) == ("INBOX", 1)
     [file] = cur_files(account)
+    assert not unwritten(account)
     assert file.read_bytes() == message()
     assert file.name.endswith(f",S={len(message())}")
     assert file.stat().st_mode & 0o077 == 0
@@ -343,13 +365,46 @@ def test_concurrent_deliveries_never_exceed_the_quota(store: Store, account: Acc
 # -- group commit ------------------------------------------------------------------------------
 
 
-def test_a_delivery_waits_in_tmp_until_its_row_is_committed(
+def test_concurrent_deliveries_are_stored_by_one_commit(
     account: Account, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert deliver_in_threads(account, 3, monkeypatch) == [None, None, None]
-    assert not tmp_files(account)
+    commits = []
+    monkeypatch.setattr(account, "_commit_waiting", lambda: commits.append(commit()))
+    commit = Account._commit_waiting.__get__(account)
+    assert deliver_in_threads(account, 3) == [None, None, None]
+    assert len(commits) == 1
     assert indexed_files(account) == [file.name for file in cur_files(account)]
+    assert not tmp_files(account)
     assert [m.uid for m in account.messages("INBOX")] == [1, 2, 3]
+
+
+def test_a_file_is_written_after_its_message_is_stored(account: Account, held: HeldWriter) -> None:
+    account.deliver(message("one"))
+    account.deliver(message("two"))
+    # Durable in the index, content included; a reader gets the file written on demand.
+    assert unwritten(account) == [(1, message("one")), (2, message("two"))]
+    assert not list((account.folder / "cur").iterdir())
+    assert account.message_file("INBOX", 1).read_bytes() == message("one")
+    assert [file.read_bytes() for file in cur_files(account)] == [message("one"), message("two")]
+    assert not tmp_files(account)
+    held.run()  # the writer then finds nothing left
+    assert len(cur_files(account)) == 2
+
+
+def test_a_crash_before_the_files_are_written_loses_nothing(
+    store: Store, account: Account, held: HeldWriter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    account.deliver(message("written, not dropped"))
+    monkeypatch.setattr(account, "_db", FailingCommit(account._db))
+    held.run()  # the file is written, the content's removal from the index fails
+    with pytest.raises(MailStoreError):
+        account.deliver(message("never stored"))
+    assert len(unwritten(account)) == 1
+    store.store = MailStore(store.root, store.user_of, store.events)
+    again = store.store.account(ADDRESS)
+    assert not unwritten(again)
+    assert [m.headers["subject"] for m in again.messages("INBOX")] == ["written, not dropped"]
+    assert [file.read_bytes() for file in cur_files(again)] == [message("written, not dropped")]
 
 
 def test_a_failed_commit_leaves_nothing_and_fails_each_delivery_on_its_own(
@@ -357,7 +412,7 @@ def test_a_failed_commit_leaves_nothing_and_fails_each_delivery_on_its_own(
 ) -> None:
     failing = FailingCommit(account._db)
     monkeypatch.setattr(account, "_db", failing)
-    outcomes = deliver_in_threads(account, 3, monkeypatch)
+    outcomes = deliver_in_threads(account, 3)
     assert all(type(error) is MailStoreError for error in outcomes)
     assert len({id(error) for error in outcomes}) == 3  # each thread raises its own
     assert all(error.__cause__ is failing.error for error in outcomes if error)
@@ -374,46 +429,40 @@ def test_a_batch_is_published_by_its_committer_in_uid_order(
     monkeypatch.setattr(
         store.events, "publish", lambda event: published.append((threading.get_ident(), event))
     )
-    deliver_in_threads(account, 4, monkeypatch)
+    deliver_in_threads(account, 4)
     assert [event.uid for _, event in published] == [1, 2, 3, 4]
     assert len({thread for thread, _ in published}) == 1
 
 
-def test_a_delivery_to_a_mailbox_deleted_meanwhile_is_refused(
-    account: Account, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    account.create_mailbox("Lists")
-    write_message = maildir.write_message
-
-    def write_then_delete(folder_path: Path, data: bytes, **options: Any) -> str:
-        name = write_message(folder_path, data, **options)
-        account.delete_mailbox("Lists")
-        account.create_mailbox("Lists")  # a new mailbox, which may reuse the old one's id
-        return name
-
-    monkeypatch.setattr(maildir, "write_message", write_then_delete)
+def test_a_delivery_to_a_missing_mailbox_is_refused(account: Account) -> None:
     with pytest.raises(MailboxNotFound):
         account.deliver(message(), mailbox="Lists")
+    assert indexed_files(account) == [] and not unwritten(account)
+
+
+def test_a_mailbox_deleted_before_its_files_are_written_leaves_none(
+    account: Account, held: HeldWriter
+) -> None:
+    account.create_mailbox("Lists")
+    account.deliver(message(), mailbox="Lists")
+    account.delete_mailbox("Lists")
+    account.create_mailbox("Lists")  # a new mailbox, which may reuse the old one's id
+    held.run()
     assert account.mailbox("Lists").messages == 0
     assert not cur_files(account, "Lists") and not tmp_files(account, "Lists")
     assert indexed_files(account) == []
 
 
-def test_a_delivery_follows_its_mailbox_renamed_meanwhile(
-    account: Account, monkeypatch: pytest.MonkeyPatch
+def test_a_file_follows_its_mailbox_renamed_before_it_is_written(
+    account: Account, held: HeldWriter
 ) -> None:
     account.create_mailbox("Lists")
-    write_message = maildir.write_message
-
-    def write_then_rename(folder_path: Path, data: bytes, **options: Any) -> str:
-        name = write_message(folder_path, data, **options)
-        account.rename_mailbox("Lists", "Groups")
-        return name
-
-    monkeypatch.setattr(maildir, "write_message", write_then_rename)
     stored = account.deliver(message(), mailbox="Lists")
-    assert (stored.mailbox, stored.uid) == ("Groups", 1)
+    account.rename_mailbox("Lists", "Groups")
+    held.run()
+    assert (stored.mailbox, stored.uid) == ("Lists", 1)
     [file] = cur_files(account, "Groups")
+    assert file.read_bytes() == message()
     assert indexed_files(account) == [file.name] and not tmp_files(account, "Groups")
 
 
@@ -617,6 +666,34 @@ def test_an_account_opening_does_not_hold_up_the_others(
     assert done_meanwhile, "alice's account waited for bob's to open"
     assert len(opened) == 2 and opened[0] is opened[1]  # bob's was opened once
     assert sorted(path.name for path in store.root.iterdir()) == [ADDRESS, bob]
+
+
+def test_a_new_account_opened_by_two_deliveries_at_once_is_opened_once(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bob = "bob@example.org"
+    store.users[bob] = 1_700_000_000
+    opening, release = threading.Event(), threading.Event()
+    account_init = Account.__init__
+
+    def slow_init(self: Account, *args: Any) -> None:
+        opening.set()
+        release.wait(10)  # its folder is not there yet
+        account_init(self, *args)
+
+    monkeypatch.setattr(Account, "__init__", slow_init)
+    opened: list[Account] = []
+    threads = [threading.Thread(target=lambda: opened.append(store.store.account(bob)))
+               for _ in range(2)]  # fmt: skip
+    threads[0].start()
+    assert opening.wait(10)
+    threads[1].start()  # looks before the folder exists, then waits for the first
+    time.sleep(0.2)
+    release.set()
+    for thread in threads:
+        thread.join()
+    assert len(opened) == 2 and opened[0] is opened[1]
+    assert opened[0].deliver(message()).uid == 1  # still open
 
 
 def test_a_view_lists_uids_unseen_and_keywords(account: Account) -> None:

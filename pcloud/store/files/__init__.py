@@ -4,6 +4,7 @@ for WebDAV, SFTP/SCP, XMPP uploads and the command line.
 Layout of `<data>/files/`:
     <address>/             one user's tree, versions and index (see tree.py)
     shares.sqlite3         shares between users and public links (see sharing.py)
+    webdav.sqlite3         WebDAV locks and dead properties (see webdav.py)
     .retired/<address>.<unix time>/   the files of a deleted user, out of reach of a new user of
                            the same address (moved there when that new user first uses files)
 

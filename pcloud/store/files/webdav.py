@@ -1,6 +1,7 @@
 """WebDAV's own state beside the files: locks and dead properties, kept across restarts.
 
-Layout: `<data>/files/webdav.sqlite3`, two tables of JSON values by key:
+Layout: `<data>/files/webdav.sqlite3`, two tables of JSON values by key (bytes, such as XML
+with its declaration, as {"base64": …}):
     locks        WsgiDAV's lock storage records: "<token>" -> the lock (owner, depth, scope,
                  expiry, root URL...) and "URL2TOKEN:<URL>" -> the tokens locking that URL
     properties   "<URL>" -> {property name in Clark notation: its XML as text}
@@ -12,6 +13,7 @@ its properties behind at the old URL. Each change is one committed transaction.
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 from collections.abc import Iterator, MutableMapping
@@ -43,6 +45,22 @@ class WebdavState:
             self._db.close()
 
 
+def _dumps(value: Any) -> str:
+    def encode(item: object) -> dict[str, str]:
+        if isinstance(item, bytes):
+            return {"base64": base64.b64encode(item).decode()}
+        raise TypeError(f"{type(item).__name__} is not stored")
+
+    return json.dumps(value, default=encode)
+
+
+def _loads(text: str) -> Any:
+    def decode(item: dict[str, Any]) -> Any:
+        return base64.b64decode(item["base64"]) if item.keys() == {"base64"} else item
+
+    return json.loads(text, object_hook=decode)
+
+
 class JsonTable(MutableMapping[str, Any]):
     """A table as a dict of JSON values (what WsgiDAV's in-memory storages keep in a dict).
     Values are copies: change one and assign it back."""
@@ -61,10 +79,10 @@ class JsonTable(MutableMapping[str, Any]):
         rows = self._query("SELECT value FROM {table} WHERE key = ?", key)
         if not rows:
             raise KeyError(key)
-        return json.loads(rows[0][0])
+        return _loads(rows[0][0])
 
     def __setitem__(self, key: str, value: Any) -> None:
-        self._query("INSERT OR REPLACE INTO {table} VALUES (?, ?)", key, json.dumps(value))
+        self._query("INSERT OR REPLACE INTO {table} VALUES (?, ?)", key, _dumps(value))
 
     def __delitem__(self, key: str) -> None:
         with self._lock:
@@ -83,7 +101,7 @@ class JsonTable(MutableMapping[str, Any]):
         return count
 
     def items(self) -> Any:  # one query rather than one per key
-        return [(key, json.loads(value)) for key, value in self._query("SELECT * FROM {table}")]
+        return [(key, _loads(value)) for key, value in self._query("SELECT * FROM {table}")]
 
     def clear(self) -> None:
         self._query("DELETE FROM {table}")
