@@ -195,9 +195,9 @@ class Supervisor:
             for worker in WORKERS:
                 self._stops.append(_start_worker(worker, self.services))
         except BaseException:
+            await self.stop()  # the listeners already serving close their own sockets
             for sock, _ in bound:
                 sock.close()
-            await self.stop()
             raise
         return self.services.endpoints
 

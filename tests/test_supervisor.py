@@ -21,10 +21,12 @@ from pathlib import Path
 
 import pytest
 
+import pcloud.ftps
 from pcloud import supervisor
 from pcloud.cli import Context, run
 from pcloud.listeners import LISTENERS, choose_port_map
 from pcloud.services import load_config, open_directory
+from pcloud.supervisor import StartError
 from pcloud.testing import running_server, write_config
 from tests.conftest import require_tool
 
@@ -215,6 +217,24 @@ def test_a_port_in_use_stops_start_up_naming_listener_and_port(tmp_path: Path) -
         f"pcloud: cannot listen for http (web) on 127.0.0.1 port {port}: Address already in use"
     )
     assert not (data / "run" / "endpoints.json").exists()
+
+
+def test_a_listener_that_cannot_start_stops_the_others_cleanly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # FTPS starts last; without its extra it refuses, after every other listener is serving.
+    monkeypatch.delattr(pcloud.ftps, "server", raising=False)
+    monkeypatch.setitem(sys.modules, "pcloud.ftps.server", None)
+    settings = {"listeners.ftps": {"enabled": True}}
+    with (
+        pytest.raises(StartError, match="ftps extra"),
+        running_server(tmp_path / "data", settings=settings),
+    ):
+        pass  # never reached
+    # The other listeners were stopped before their sockets closed (no errors logged), and
+    # their ports are free again.
+    with running_server(tmp_path / "data") as server:
+        assert "https" in [e.listener for e in server.endpoints]
 
 
 def test_disabled_listeners_are_not_opened(tmp_path: Path) -> None:

@@ -9,8 +9,10 @@ property storage, and the checks made before it sees a request.
   WsgiDAV's own dict-based storages, handed persistent tables instead of dicts.
 - Before WsgiDAV (`_Guard`): a path or Destination that is not UTF-8 or holds ".." is refused
   (400; WsgiDAV would resolve "a/../b" itself, the store refuses ".."), a Destination elsewhere
-  than this server's /files/ is refused (403, where WsgiDAV says 502), and an XML body over
-  MAX_XML_BYTES is refused (413; WsgiDAV reads XML bodies whole).
+  than this server's /files/ is refused (403, where WsgiDAV says 502), an XML body over
+  MAX_XML_BYTES is refused (413; WsgiDAV reads XML bodies whole), one with a DTD or that is not
+  XML at all is refused (400: no entity is ever expanded, whichever parser WsgiDAV found).
+  After sign-in, a PROPFIND of Depth infinity is refused (`_FiniteDepth`).
 """
 
 from __future__ import annotations
@@ -18,12 +20,16 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import io
 import posixpath
 from collections.abc import Iterable
 from typing import Any
 from urllib.parse import quote, unquote, unquote_to_bytes, urlsplit
 from wsgiref.types import StartResponse, WSGIEnvironment
+from xml.etree import ElementTree
 
+import defusedxml.ElementTree
+from defusedxml import DefusedXmlException
 from wsgidav import util
 from wsgidav.dav_provider import DAVProvider
 from wsgidav.dc.base_dc import BaseDomainController
@@ -31,6 +37,7 @@ from wsgidav.dir_browser import WsgiDavDirBrowser
 from wsgidav.error_printer import ErrorPrinter
 from wsgidav.http_authenticator import HTTPAuthenticator
 from wsgidav.lock_man.lock_storage import LockStorageDict
+from wsgidav.mw.base_mw import BaseMiddleware
 from wsgidav.prop_man.property_manager import PropertyManager
 from wsgidav.request_resolver import RequestResolver
 from wsgidav.wsgidav_app import WsgiDAVApp
@@ -48,6 +55,11 @@ from pcloud.store.files import FileStore, NotAFolder, NotFound, UserFiles
 from pcloud.store.files.webdav import JsonTable, WebdavState
 
 MAX_XML_BYTES = 1 << 20  # PROPFIND, PROPPATCH and LOCK bodies are a few kB
+XML_METHODS = ("PROPFIND", "PROPPATCH", "LOCK")
+FINITE_DEPTH_XML = (
+    b'<?xml version="1.0" encoding="utf-8"?>\n'
+    b'<D:error xmlns:D="DAV:"><D:propfind-finite-depth/></D:error>\n'
+)
 BLOCK_BYTES = 1 << 20  # WsgiDAV's read and write size (its default, 8 kB, costs a thread hop each)
 REALM = "pcloud"
 
@@ -100,6 +112,22 @@ class _Properties(PropertyManager):
         with_children = [url for url in self._dict if util.is_equal_or_child_uri(norm_url, url)]
         for url in with_children:
             super().remove_properties(url, environ)
+
+
+class _FiniteDepth(BaseMiddleware):
+    """After sign-in, a PROPFIND of Depth infinity (or of no Depth, which means it) is refused
+    with RFC 4918 §9.1's precondition: a whole tree in one answer is unbounded work."""
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Any:
+        depth = environ.get("HTTP_DEPTH", "infinity").strip().lower()
+        if environ["REQUEST_METHOD"] != "PROPFIND" or depth != "infinity":
+            return self.next_app(environ, start_response)
+        headers = [
+            ("Content-Type", "application/xml; charset=utf-8"),
+            ("Content-Length", str(len(FINITE_DEPTH_XML))),
+        ]
+        start_response("403 Forbidden", headers)
+        return [FINITE_DEPTH_XML]
 
 
 class _Authenticator(HTTPAuthenticator):
@@ -166,7 +194,13 @@ def make_application(
             "accept_digest": False,
             "default_to_digest": False,
         },
-        "middleware_stack": [ErrorPrinter, _Authenticator, WsgiDavDirBrowser, RequestResolver],
+        "middleware_stack": [
+            ErrorPrinter,
+            _Authenticator,
+            _FiniteDepth,
+            WsgiDavDirBrowser,
+            RequestResolver,
+        ],
         "dir_browser": {
             "davmount": False,
             "ms_sharepoint_support": False,
@@ -204,9 +238,16 @@ class _Guard:
     def _refusal(self, environ: WSGIEnvironment) -> tuple[str, str] | None:
         if not _sane(environ["PATH_INFO"].encode("latin-1")):
             return "400 Bad Request", "the path must be UTF-8 without '..'"
-        length = environ.get("CONTENT_LENGTH") or "0"
-        if environ["REQUEST_METHOD"] != "PUT" and int(length) > MAX_XML_BYTES:
+        length = int(environ.get("CONTENT_LENGTH") or "0")
+        if environ["REQUEST_METHOD"] != "PUT" and length > MAX_XML_BYTES:
             return "413 Content Too Large", f"bodies over {MAX_XML_BYTES} bytes are refused"
+        if environ["REQUEST_METHOD"] in XML_METHODS and length:
+            body = environ["wsgi.input"].read(length)
+            environ["wsgi.input"] = io.BytesIO(body)
+            try:
+                defusedxml.ElementTree.fromstring(body, forbid_dtd=True)
+            except (DefusedXmlException, ElementTree.ParseError):
+                return "400 Bad Request", "the body must be XML, without a DTD or entities"
         destination = environ.get("HTTP_DESTINATION")
         if destination is None:
             return None

@@ -119,9 +119,12 @@ class FileServer(asyncssh.SFTPServer):
         return await self.stat(file_obj.path)
 
     async def setstat(self, path: bytes, attrs: asyncssh.SFTPAttrs) -> None:
-        # Only the modification time means something here (permissions, owners do not).
+        # Only the modification time means something here (permissions, owners do not): the
+        # rest is accepted for a file that exists (clients set modes after each upload).
         if attrs.mtime is not None:
             await self._call(self.files.set_mtime, path, float(attrs.mtime))
+        else:
+            await self._call(self.files.stat, path)
 
     lsetstat = setstat
 

@@ -83,7 +83,10 @@ def test_sign_in_is_required_and_checked(users: RunningServer) -> None:
         assert fetch(users, "/files/", headers={"Authorization": broken})[0] == 401
     # An app password works as the password does.
     secret = users.services.directory.add_app_password(ALICE, "phone")
-    assert fetch(users, "/files/", method="PROPFIND", user=ALICE, password=secret)[0] == 207
+    found = fetch(
+        users, "/files/", method="PROPFIND", headers={"Depth": "0"}, user=ALICE, password=secret
+    )
+    assert found[0] == 207
 
 
 def test_quota_exceeded_is_507_and_keeps_nothing(server: RunningServer) -> None:
@@ -132,7 +135,10 @@ def test_xml_bombs_and_oversized_bodies_are_refused(users: RunningServer) -> Non
         b'<D:propfind xmlns:D="DAV:"><D:prop><D:displayname>&b;</D:displayname></D:prop>'
         b"</D:propfind>"
     )
-    assert dav(users, "PROPFIND", "/", bomb, Depth="0")[0] in (207, 400)
+    assert dav(users, "PROPFIND", "/", bomb, Depth="0")[0] == 400
+    status, _, body = dav(users, "PROPFIND", "/")  # no Depth: infinity (RFC 4918 §9.1)
+    assert status == 403 and b"<D:propfind-finite-depth/>" in body
+    assert dav(users, "PROPFIND", "/", Depth="infinity")[0] == 403
     deep = b'<D:propfind xmlns:D="DAV:">' + b"<a>" * 5000 + b"</a>" * 5000 + b"</D:propfind>"
     assert dav(users, "PROPFIND", "/", deep, Depth="0")[0] == 400
     assert dav(users, "PROPFIND", "/", b" " * (2 << 20), Depth="0")[0] == 413

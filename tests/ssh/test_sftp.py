@@ -3,6 +3,7 @@ folders, renames, each user's own tree, and paths that try to leave it."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 from pathlib import Path
@@ -101,20 +102,88 @@ def test_each_user_sees_only_their_own_files(
         assert sftp(server, tmp_path, accounts[BOB], batch).returncode == 1, batch
 
 
-@pytest.mark.parametrize(
-    "path",
-    ["../escape.txt", "/../escape.txt", "a/../../escape.txt", "./../escape.txt",
-     "..", "/etc/../../escape.txt", "x\\..\\..\\escape.txt"],
-)  # fmt: skip
+# Each trick is one sftp batch line; "planted" is a symlink to a folder outside the tree, put
+# there on disk as if by someone with shell access. Every line must fail (sftp -b stops with 1).
+ESCAPES = [
+    "put escape.txt ../escape.txt",
+    "put escape.txt /../escape.txt",
+    "put escape.txt a/../../escape.txt",
+    "put escape.txt ./../escape.txt",
+    "put escape.txt ..",
+    "put escape.txt /etc/../../escape.txt",
+    'put escape.txt "x\\..\\..\\escape.txt"',
+    "put escape.txt planted/escape.txt",
+    "get planted/secret.txt",
+    "get ../../directory.sqlite3",
+    "get /../../tls/server.key",
+    "rename note.txt ../note.txt",
+    "rename note.txt /../../note.txt",
+    "mkdir ../outside",
+    "rm ../../directory.sqlite3",
+    "rm planted/secret.txt",
+    "ln -s /etc/passwd passwd",
+    "ln -s ../../directory.sqlite3 directory",
+    "chmod 777 ../../directory.sqlite3",
+    'put escape.txt "\u2025/escape.txt"',  # two dot leader: a name, in a folder that is not
+]
+
+
+def outside_files(server: RunningServer) -> dict[Path, bytes]:
+    """Every file of the data folder outside Alice's tree, with its content."""
+    tree = server.data_dir / "files" / ALICE / "tree"
+    return {
+        path: path.read_bytes()
+        for path in server.data_dir.rglob("*")
+        if path.is_file() and tree not in path.parents and "-wal" not in path.name
+        and "-shm" not in path.name and not path.name.endswith(".sqlite3")
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("trick", ESCAPES)
 def test_paths_that_leave_the_tree_are_refused(
-    server: RunningServer, accounts: dict[str, Account], tmp_path: Path, path: str
+    server: RunningServer, accounts: dict[str, Account], tmp_path: Path, trick: str
 ) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("not yours\n")
+    files = server.services.files.user(ALICE)
+    files.write("note.txt", b"alice's note\n")
+    os.symlink(outside, server.data_dir / "files" / ALICE / "tree" / "planted")
     (tmp_path / "escape.txt").write_text("out\n")
-    result = sftp(server, tmp_path, accounts[ALICE], f'put escape.txt "{path}"\n')
-    assert result.returncode == 1
-    assert not (server.data_dir / "files" / "escape.txt").exists()
-    assert not (server.data_dir / "escape.txt").exists()
-    assert [e.name for e in server.services.files.user(ALICE).listdir("")] == []
+    before = outside_files(server)
+    result = sftp(server, tmp_path, accounts[ALICE], trick + "\n")
+    assert result.returncode == 1, (trick, result.stdout)
+    assert outside_files(server) == before
+    assert sorted(p.name for p in outside.iterdir()) == ["secret.txt"]
+    assert (outside / "secret.txt").read_text() == "not yours\n"
+    assert [e.name for e in files.listdir("")] == ["note.txt"]  # planted is never listed
+    assert stored(server, ALICE, "note.txt") == b"alice's note\n"
+    assert not any(
+        p.name in ("secret.txt", "directory.sqlite3", "server.key") for p in tmp_path.iterdir()
+    )
+
+
+def test_a_100_mb_file_both_ways(
+    server: RunningServer, accounts: dict[str, Account], tmp_path: Path
+) -> None:
+    sent, digest = tmp_path / "video.bin", hashlib.sha256()
+    with sent.open("wb") as file:  # written in pieces: the test's memory stays small
+        for _ in range(100):
+            piece = os.urandom(1024 * 1024)
+            digest.update(piece)
+            file.write(piece)
+    result = sftp(server, tmp_path, accounts[ALICE], "put video.bin\nget video.bin back.bin\n")
+    assert result.returncode == 0, result.stderr
+    assert file_digest(tmp_path / "back.bin") == digest.hexdigest()
+    stored_digest = hashlib.sha256()
+    for chunk in server.services.files.user(ALICE).read_chunks("video.bin"):
+        stored_digest.update(chunk)
+    assert stored_digest.hexdigest() == digest.hexdigest()
+
+
+def file_digest(path: Path) -> str:
+    with path.open("rb") as file:
+        return hashlib.file_digest(file, "sha256").hexdigest()
 
 
 @pytest.mark.parametrize("protocol", [[], ["-O"]], ids=["sftp", "legacy-scp"])
