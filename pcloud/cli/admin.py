@@ -21,7 +21,14 @@ from pcloud.cli import Access, CommandError, Context, UsageError, data_dir_of
 from pcloud.directory import Directory
 from pcloud.directory.passwords import generate_password
 from pcloud.events import Events
-from pcloud.services import dkim_keys, load_config, mail_store, open_directory, queue_store
+from pcloud.services import (
+    dkim_keys,
+    load_config,
+    mail_store,
+    open_directory,
+    queue_store,
+    xmpp_store,
+)
 from pcloud.store.queue import QueueStore
 from pcloud.supervisor import notify_running_server
 
@@ -229,6 +236,12 @@ def cmd_user_del(context: Context, arguments: argparse.Namespace) -> int:
             retired = store.retire(arguments.address)
         finally:
             store.close()
+        # Chat state is dropped: their roster, kept messages, and their place in others' rosters.
+        chat = xmpp_store(data_dir_of(arguments))
+        try:
+            chat.forget_user(arguments.address)
+        finally:
+            chat.close()
     context.say(f"deleted {arguments.address}")
     for alias in aliases:
         context.say(f"  no longer a target of alias {alias}")

@@ -23,10 +23,9 @@ import re
 import socket
 import ssl
 import weakref
-from collections import Counter
 from typing import NoReturn
 
-from pcloud.directory.throttle import address_key
+from pcloud.connection_counts import ConnectionCounts
 from pcloud.imap.parse import literal_at_end, parse_command
 from pcloud.imap.session import Logout, Session
 from pcloud.imap.values import ParseError, UnknownCharset
@@ -62,8 +61,8 @@ class Limits:
     """Connections counted per address and per signed-in user, across both IMAP listeners."""
 
     def __init__(self) -> None:
-        self.per_address: Counter[str] = Counter()
-        self.per_user: Counter[str] = Counter()
+        self.per_address = ConnectionCounts()
+        self.per_user = ConnectionCounts()
 
 
 # One Limits per server instance (tests run several in one process); keyed by its mail store.
@@ -87,6 +86,7 @@ class Connection:
         self.tls = tls
         self.id = f"i{next(_ids)}"
         self.remote: str = writer.get_extra_info("peername")[0]
+        self.address_key: str | None = None  # counted in limits.per_address under this key
         self.user: str | None = None
         self.output = bytearray()
 
@@ -181,22 +181,20 @@ class Connection:
     # -- limits -------------------------------------------------------------------------------
 
     def admit_user(self, address: str) -> bool:
-        if self.limits.per_user[address] >= self.services.config.imap.max_connections_per_user:
+        limit = self.services.config.imap.max_connections_per_user
+        if not self.limits.per_user.admit(address, limit):
             log.warning("imap login refused: too many connections user=%s conn=%s",
                         address, self.id)  # fmt: skip
             return False
-        self.limits.per_user[address] += 1
         self.user = address
         return True
 
     def release(self) -> None:
-        for counter, key in ((self.limits.per_user, self.user),
-                             (self.limits.per_address, address_key(self.remote))):  # fmt: skip
-            if key is not None:
-                counter[key] -= 1
-                if counter[key] <= 0:
-                    del counter[key]
-        self.user = None
+        if self.user is not None:
+            self.limits.per_user.release(self.user)
+        if self.address_key is not None:
+            self.limits.per_address.release(self.address_key)
+        self.user = self.address_key = None
 
 
 async def _serve_connection(
@@ -208,13 +206,13 @@ async def _serve_connection(
     tls: bool,
 ) -> None:
     connection = Connection(services, reader, writer, limits, tls=tls)
-    key = address_key(connection.remote)
-    if limits.per_address[key] >= services.config.imap.max_connections_per_address:
+    limit = services.config.imap.max_connections_per_address
+    connection.address_key = limits.per_address.admit_address(connection.remote, limit)
+    if connection.address_key is None:
         log.warning("imap connection refused: too many remote=%s", connection.remote)
         writer.write(b"* BYE Too many connections from your address\r\n")
         writer.close()
         return
-    limits.per_address[key] += 1
     session = Session(services, connection)
     log.info("imap connected conn=%s remote=%s tls=%s", connection.id, connection.remote, tls)
     try:

@@ -26,7 +26,7 @@ from xml.etree.ElementTree import Element
 from slixmpp import JID
 from slixmpp.plugins.xep_0203.stanza import Delay
 
-from pcloud.xmpp import carbons
+from pcloud.xmpp import archive, carbons
 from pcloud.xmpp.errors import XMPPError
 from pcloud.xmpp.wire import to_text
 
@@ -47,6 +47,7 @@ def outbound(session: Session, element: Element, to: JID | None) -> None:
             return
         raise XMPPError("remote-server-not-found", f"{target.domain} is not served here")
     deliver(session.router, element, target)
+    archive.record(session, element, target)
     carbons.sent(session, element)
 
 

@@ -32,7 +32,7 @@ from slixmpp.jid import InvalidJID
 from slixmpp.stanza import Iq, StreamFeatures
 
 from pcloud.directory import Principal
-from pcloud.xmpp import sasl
+from pcloud.xmpp import sasl, stream_management
 from pcloud.xmpp.errors import StreamError, XMPPError
 from pcloud.xmpp.wire import BIND_NS, CLIENT_NS, SASL_NS
 
@@ -64,6 +64,7 @@ def features(session: Session) -> Element:
         legacy_session["optional"] = True
         offered.xml.append(legacy_session.xml)
         offered.xml.append(RosterVer().xml)  # RFC 6121 §2.6
+        offered.xml.append(stream_management.feature())  # XEP-0198: resume here, or enable
     return offered.xml
 
 
@@ -85,6 +86,9 @@ async def handle(session: Session, element: Element) -> None:
             _bind(session, element)
         except XMPPError as error:
             session.reply_error(element, error)
+        return
+    if element.tag.startswith(f"{{{stream_management.SM_NS}}}"):
+        stream_management.before_bind(session, element)
         return
     if element.tag in _STANZAS:
         raise StreamError("not-authorized", "authenticate and bind a resource first")

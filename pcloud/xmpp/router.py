@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from pcloud.connection_counts import ConnectionCounts
 from pcloud.directory import DirectoryError
 from pcloud.services import Services
 
@@ -23,7 +24,10 @@ log = logging.getLogger(__name__)
 class Router:
     def __init__(self, services: Services) -> None:
         self.services = services
+        self.connections = ConnectionCounts()  # open connections per address, both listeners
         self._sessions: dict[str, dict[str, Session]] = {}
+        self.resumable: dict[str, Session] = {}  # by stream management id (XEP-0198)
+        self.unarchived: list[tuple[str, str, str]] = []  # see archive.record
 
     def bind(self, session: Session, bare: str, resource: str) -> Session | None:
         """Register a session under bare/resource; returns the session it replaces, if any."""

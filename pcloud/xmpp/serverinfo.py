@@ -29,6 +29,7 @@ DISCO_ITEMS_NS = "http://jabber.org/protocol/disco#items"
 PING_NS = "urn:xmpp:ping"
 VERSION_NS = "jabber:iq:version"
 CARBONS_NS = "urn:xmpp:carbons:2"
+MAM_NS = "urn:xmpp:mam:2"
 
 SERVER_FEATURES = (DISCO_INFO_NS, DISCO_ITEMS_NS, PING_NS, VERSION_NS, CARBONS_NS)
 
@@ -59,7 +60,7 @@ def account_info(session: Session, account: str) -> Element:
             raise XMPPError("service-unavailable", "not subscribed to this account")
     info = DiscoInfo()
     info.add_identity("account", "registered")
-    info.set_features((DISCO_INFO_NS,))
+    info.set_features((DISCO_INFO_NS, MAM_NS))  # the archive is the account's (XEP-0313)
     return info.xml
 
 

@@ -25,7 +25,17 @@ from slixmpp.stanza import Iq, Message, Presence
 
 from pcloud.directory import Principal
 from pcloud.services import Services
-from pcloud.xmpp import carbons, messages, negotiation, presence, roster, serverinfo, subscription
+from pcloud.xmpp import (
+    archive,
+    carbons,
+    messages,
+    negotiation,
+    presence,
+    roster,
+    serverinfo,
+    stream_management,
+    subscription,
+)
 from pcloud.xmpp.errors import StreamError, XMPPError
 from pcloud.xmpp.negotiation import SaslStep
 from pcloud.xmpp.parse import STREAMS_NS, StreamOpen
@@ -60,6 +70,7 @@ IQ_HANDLERS: dict[str, IqHandler] = {
     f"{{{serverinfo.CARBONS_NS}}}enable": carbons.enable,
     f"{{{serverinfo.CARBONS_NS}}}disable": carbons.disable,
     f"{{{SESSION_NS}}}session": _session,
+    f"{{{serverinfo.MAM_NS}}}query": archive.query,
 }
 
 
@@ -80,6 +91,7 @@ class Session:
         self.interested = False  # asked for the roster: gets roster pushes (RFC 6121 §2.1.6)
         self.carbons = False
         self.directed: set[str] = set()  # full JIDs sent directed presence (RFC 6121 §4.6)
+        self.sm: stream_management.State | None = None  # XEP-0198, once enabled
         self.ended = False
 
     @property
@@ -89,6 +101,8 @@ class Session:
 
     def send(self, element: Element) -> None:
         self.connection.send(element)
+        if self.sm is not None and element.tag in (MESSAGE, PRESENCE, IQ):
+            stream_management.sent(self, element)
 
     def end(self) -> None:
         """The session is over (the stream closed, or another took its resource): it goes
@@ -97,6 +111,7 @@ class Session:
             return
         self.ended = True
         if self.jid is not None:
+            stream_management.ended(self)
             presence.gone(self)
             self.router.unbind(self.bare, self.jid.resource, self)
 
@@ -105,6 +120,7 @@ class Session:
         connection ends its read loop."""
         self.end()
         self.connection.end(condition, text)
+        self.connection.flush()
         self.connection.writer.close()
 
     # -- the stream ---------------------------------------------------------------------------
@@ -130,8 +146,12 @@ class Session:
         if self.jid is None:
             await negotiation.handle(self, element)
             return
+        if element.tag.startswith(f"{{{stream_management.SM_NS}}}"):
+            stream_management.handle(self, element)
+            return
         if element.tag not in (MESSAGE, PRESENCE, IQ):
             raise StreamError("unsupported-stanza-type", f"{element.tag} is not a stanza")
+        stream_management.received(self)
         self._stamp_from(element)
         try:
             to = _address(element.get("to"))

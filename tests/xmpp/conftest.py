@@ -89,7 +89,7 @@ def new_client(
     xmpp.enable_plaintext = False
     xmpp.roster.auto_authorize = None  # the test answers requests itself
     xmpp.roster.auto_subscribe = False
-    for plugin in ("xep_0030", "xep_0092", "xep_0199", "xep_0280"):
+    for plugin in ("xep_0030", "xep_0092", "xep_0199", "xep_0280", "xep_0313"):
         xmpp.register_plugin(plugin)
     return xmpp
 
@@ -97,7 +97,8 @@ def new_client(
 @pytest.fixture
 async def connect(server: RunningServer) -> AsyncIterator[Connect]:
     """Opens slixmpp clients signed in (SCRAM-SHA-256 unless told) with a bound resource and
-    the roster fetched; `presence=True` also sends initial presence. All are disconnected at
+    the roster fetched; `presence=True` also sends initial presence; `stream_management=True`
+    enables XEP-0198 with resumption. All are disconnected at
     the end of the test."""
     clients: list[Client] = []
 
@@ -108,11 +109,16 @@ async def connect(server: RunningServer) -> AsyncIterator[Connect]:
         direct_tls: bool = True,
         mechanism: str | None = "SCRAM-SHA-256",
         password: str = PASSWORD,
+        stream_management: bool = False,
     ) -> Client:
         bare = jid.split("/")[0]
         if server.services.directory.user(bare) is None:
             server.add_user(bare, PASSWORD)
         xmpp = new_client(server, jid, password, direct_tls=direct_tls, mechanism=mechanism)
+        enabled = asyncio.Event()
+        if stream_management:
+            xmpp.register_plugin("xep_0198")
+            xmpp.add_event_handler("sm_enabled", lambda _: enabled.set())
         client = Client(xmpp)
         clients.append(client)
         started = asyncio.get_running_loop().create_future()
@@ -124,6 +130,8 @@ async def connect(server: RunningServer) -> AsyncIterator[Connect]:
         port = server.port("xmpps" if direct_tls else "xmpp")
         xmpp.connect("127.0.0.1", port)
         await asyncio.wait_for(started, TIMEOUT)
+        if stream_management:
+            await asyncio.wait_for(enabled.wait(), TIMEOUT)
         await xmpp.get_roster(timeout=TIMEOUT)
         while not client.roster_pushes.empty():  # the roster itself, not a push
             client.roster_pushes.get_nowait()

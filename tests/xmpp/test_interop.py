@@ -1,5 +1,6 @@
 """Interop with Debian's go-sendxmpp (a Go XMPP client): sending and receiving, with STARTTLS
-and with direct TLS, its certificate check trusting the server's CA."""
+and with direct TLS, its certificate check trusting the server's CA; and with the Nagios
+`check_xmppng` c2s check (STARTTLS, certificate verified)."""
 
 from __future__ import annotations
 
@@ -62,3 +63,27 @@ async def test_go_sendxmpp_receives_and_is_refused_a_wrong_password(
     finally:
         listener.terminate()
         await listener.wait()
+
+
+CHECK_XMPPNG = "/usr/lib/nagios/plugins/check_xmppng"
+
+
+async def check_xmppng(server: RunningServer, *options: str) -> tuple[int, str]:
+    """Nagios' XMPP check, on Debian's own Python (it is not installed for a venv's)."""
+    tool = require_tool(CHECK_XMPPNG)
+    process = await asyncio.create_subprocess_exec(
+        "/usr/bin/python3", tool, "-H", "127.0.0.1", "-p", str(server.port("xmpp")), "--c2s",
+        "--starttls", "-r", str(server.ca_file), *options,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    output, _ = await asyncio.wait_for(process.communicate(), TIMEOUT)
+    assert process.returncode is not None
+    return process.returncode, output.decode()
+
+
+async def test_nagios_check_xmppng_c2s_with_starttls(server: RunningServer) -> None:
+    status, output = await check_xmppng(server, "--servername", "example.org")
+    assert status == 0 and output.startswith("XMPP OK"), output  # its certificate trusted, too
+    # a domain not served here: the stream is refused (host-unknown), and the check says so
+    status, output = await check_xmppng(server, "--servername", "elsewhere.test")
+    assert status == 2 and output.startswith("XMPP CRITICAL"), output

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from pcloud.store.xmpp import RosterItem
 from pcloud.testing import RunningServer
 from tests.xmpp.conftest import TIMEOUT, Client, Connect
@@ -92,7 +94,12 @@ async def test_a_request_to_an_offline_user_waits_for_them(
     server.add_user("carol@example.org", "correct horse battery")
     alice.xmpp.send_presence(pto="carol@example.org", ptype="subscribe")
     await alice.roster_push()
-    stored = server.services.xmpp.item("carol@example.org", "alice@example.org")
+    # Alice's push may reach her before the server's thread has stored Carol's side.
+    for _ in range(500):
+        stored = server.services.xmpp.item("carol@example.org", "alice@example.org")
+        if stored is not None:
+            break
+        await asyncio.sleep(0.01)
     assert stored is not None and stored.pending_in and not stored.listed
     carol = await connect("carol@example.org/phone")
     request = await carol.presence("subscribe")
