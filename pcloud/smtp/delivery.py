@@ -2,7 +2,12 @@
 
 `Handler` holds the aiosmtpd hooks the inbound MX and submission share; each of them narrows
 who may send (see inbound.py, submission.py). Everything that touches SQLite, files or DNS runs
-in worker threads, one hop per RCPT and one per message: the event loop only talks.
+in worker threads, one hop per message and one per RCPT whose route is not known yet: the event
+loop only talks. A route found for a recipient (a hosted address, no quota on its accounts) is
+reused for ROUTE_SECONDS without asking the directory again, so that a sender's stream of
+messages to one address costs one hop each (a hop took a tenth of a delivery's CPU). A change in
+the directory meanwhile (a user or alias deleted) reaches RCPT that much later; delivery itself
+asks the mail store, which asks the directory, every time.
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ from pcloud.store.maildir import INBOX
 log = logging.getLogger(__name__)
 
 FORGED_INVITATION = re.compile(rb"x-calendar-invitation\s*:", re.I)
+ROUTE_SECONDS = 1.0  # how long a recipient's route is reused (see the module docstring)
+ROUTES_KEPT = 1000  # beyond this many (a catch-all takes any address), all are dropped
 
 
 @dataclass
@@ -81,6 +88,9 @@ class Handler:
         self.directory = services.directory
         self.recipients = Recipients(services.directory, services.srs_secret)
         self.calendars = open_storage(services.data_dir / "dav")
+        self.sender_checks = auth_checks.SenderChecks()
+        # (address, bounce) -> (until when, local accounts, remote addresses); event loop only.
+        self._routes: dict[tuple[str, bool], tuple[float, list[str], list[str]]] = {}
 
     # RFC 5321 §4.1.1.1 (EHLO), with RFC 2920 PIPELINING and RFC 2034 ENHANCEDSTATUSCODES.
     async def handle_EHLO(
@@ -108,9 +118,7 @@ class Handler:
     ) -> str:
         if len(envelope.rcpt_tos) >= self.services.config.smtp.max_recipients:
             return "452 4.5.3 Too many recipients"
-        size = _declared_size(envelope.mail_options)
-        bounce = not envelope_sender(envelope)
-        refusal, local, remote = await asyncio.to_thread(self._route, address, size, bounce)
+        refusal, local, remote = await self._route_of(address, envelope)
         if refusal is None and local is None:  # nobody here takes it
             if not self.may_send_elsewhere(session):
                 log.info("smtp relay refused remote=%s rcpt=%s", peer_address(session), address)
@@ -125,36 +133,62 @@ class Handler:
         envelope.rcpt_options.extend(options)
         return "250 2.1.5 Recipient OK"
 
+    async def _route_of(
+        self, address: str, envelope: Envelope
+    ) -> tuple[str | None, list[str] | None, list[str]]:
+        """_route's answer, from the routes found lately if it is one of them."""
+        bounce = not envelope_sender(envelope)
+        known = self._routes.get((address, bounce))
+        if known is not None and known[0] > time.monotonic():
+            return None, known[1], known[2]
+        size = _declared_size(envelope.mail_options)
+        refusal, local, remote, reusable = await asyncio.to_thread(
+            self._route, address, size, bounce
+        )
+        if reusable:
+            assert local is not None
+            if len(self._routes) >= ROUTES_KEPT:
+                self._routes.clear()
+            self._routes[address, bounce] = (time.monotonic() + ROUTE_SECONDS, local, remote)
+        return refusal, local, remote
+
     def _route(
         self, address: str, size: int, bounce: bool
-    ) -> tuple[str | None, list[str] | None, list[str]]:
+    ) -> tuple[str | None, list[str] | None, list[str], bool]:
         """Where a recipient's copy goes: (a refusal, or None; local accounts, or None when
-        the address is someone's elsewhere; remote addresses). Blocking: one thread hop per
-        RCPT for all the directory and mailbox questions."""
+        the address is someone's elsewhere; remote addresses; whether this route may be reused
+        for a while: a hosted address whose accounts have no quota). Blocking: one thread hop
+        for all the directory and mailbox questions."""
         if not bounce and self.recipients.is_srs(address):
             # Only bounces go back through a rewritten sender address; anything else would
             # let strangers send through this server to whoever once wrote to an alias.
-            return "550 5.7.1 This address takes delivery status notifications only", [], []
+            return "550 5.7.1 This address takes delivery status notifications only", [], [], False
         try:
             targets = self.recipients.resolve(address)
         except InvalidValue:
-            return "553 5.1.3 Recipient address not accepted here", [], []
+            return "553 5.1.3 Recipient address not accepted here", [], [], False
         if targets is None:
             try:
                 normalized = normalize_address(address)
             except AddressError:
-                return "553 5.1.3 Recipient address not accepted here", [], []
+                return "553 5.1.3 Recipient address not accepted here", [], [], False
             if self.recipients.hosted(normalized):
-                return "550 5.1.1 No such user here", [], []
-            return None, None, []
+                return "550 5.1.1 No such user here", [], [], False
+            return None, None, [], False
         hosted = self.directory.domains()
         local = [t for t in targets if domain_of(t) in hosted]
         remote = [t for t in targets if t not in local]
+        limited = False  # a quota applies: the answer depends on the mailbox's size
         for account in local:
-            if not self._has_room(account, size):
+            user = self.directory.user(account)
+            if user is None or not user.quota_bytes:
+                continue
+            limited = True
+            used, _ = self.services.mail.account(account).usage()
+            if used + max(size, 1) > user.quota_bytes:
                 log.info("smtp recipient full rcpt=%s", address)
-                return f"452 4.2.2 Mailbox of {address} is full", [], []
-        return None, local, remote
+                return f"452 4.2.2 Mailbox of {address} is full", [], [], False
+        return None, local, remote, not limited
 
     def may_send_elsewhere(self, session: Session) -> bool:
         """The MX takes mail for hosted addresses only: it is never a relay."""
@@ -165,13 +199,6 @@ class Handler:
         an alias forwards keeps its content (it is someone else's, so it is not signed here)
         and gets an SRS sender. Blocking."""
         return self.recipients.forwarding_sender(sender), message
-
-    def _has_room(self, account: str, size: int) -> bool:
-        user = self.directory.user(account)
-        if user is None or not user.quota_bytes:
-            return True
-        used, _ = self.services.mail.account(account).usage()
-        return used + max(size, 1) <= user.quota_bytes
 
     def _invitation(self, content: bytes) -> tuple[bytes, invitations.Invitation | None]:
         """The message with its calendar invitation named in a header (iMIP, RFC 6047), and
@@ -239,7 +266,7 @@ class Handler:
         as checked. Blocking: one thread hop per message for all of it."""
         junk, checks = False, "none"
         if self.checks_senders:
-            verdict = auth_checks.check(
+            verdict = self.sender_checks.check(
                 content, authserv_id=origin.server, ip=origin.ip, mail_from=sender, helo=origin.helo
             )
             checks = verdict.header.decode().strip().partition("; ")[2]

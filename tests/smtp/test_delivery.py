@@ -136,6 +136,27 @@ def test_a_full_mailbox_is_refused_at_rcpt_and_an_oversized_message_at_data(
     assert b"Subject: fits" in stored
 
 
+def test_a_quota_set_while_the_server_runs_applies_to_the_next_message(
+    server: RunningServer,
+) -> None:
+    """The route to a recipient is reused for a moment (RCPT then needs no lookup), but the
+    quota is checked again when the message is stored."""
+    server.add_user("alice@example.org", PASSWORD)
+    with mx(server) as client:
+        client.send_message(message("alice@example.org", "first", size=5_000))
+        server.services.directory.set_quota("alice@example.org", 1_000)
+        client.ehlo("sender.example.net")
+        client.mail("bob@example.net")
+        code, reply = client.rcpt("alice@example.org")
+        if code == 250:  # the route was reused: the store refuses it
+            code, reply = client.data(message("alice@example.org", "second").as_bytes())
+            assert (code, reply[:5]) == (552, b"5.2.2")
+        else:  # over a second later: looked up again
+            assert (code, reply[:5]) == (452, b"4.2.2")
+    [stored] = server.messages("alice@example.org")
+    assert b"Subject: first" in stored
+
+
 def test_a_recipient_that_cannot_take_it_is_bounced_while_the_others_get_it(
     server: RunningServer,
 ) -> None:
