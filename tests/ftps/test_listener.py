@@ -86,10 +86,21 @@ def test_data_connections_need_prot_p(ftps: RunningServer) -> None:
     client.quit()
 
 
+def free_port_below_the_ephemeral_range() -> int:
+    """A port free right now that the kernel will not hand to the server's own listeners
+    (they bind port 0, which Linux takes from 32768 up)."""
+    for port in range(20000, 32768):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError("no free port below 32768")
+
+
 def test_passive_ports_come_from_the_configured_range(tmp_path: Path) -> None:
-    with socket.socket() as probe:  # a port free right now
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port_below_the_ephemeral_range()
     settings = {**FTPS_ON, "ftps": {"passive_ports": f"{port}-{port}"}}
     with running_server(tmp_path / "data", settings=settings) as server:
         server.add_user(ALICE)
