@@ -11,6 +11,8 @@ the same services on unprivileged ports, `ephemeral` lets the kernel choose (tes
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import importlib
 import os
 from collections.abc import Awaitable, Callable
@@ -19,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import socket
+    import ssl
 
     from pcloud.services import Services
 
@@ -156,6 +159,41 @@ LISTENERS: tuple[ListenerSpec, ...] = (
 # Background workers the supervisor runs beside the listeners ("module:function", each an
 # `async def run(services)` that runs until cancelled).
 WORKERS: tuple[str, ...] = ("pcloud.smtp.outbound:run", "pcloud.files.retention:run")
+
+
+async def serve_streams(
+    sock: socket.socket,
+    handle: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+    *,
+    ssl_context: ssl.SSLContext | None,
+    limit: int,
+) -> Stop:
+    """An asyncio stream server on a bound socket (IMAP, XMPP): `handle` serves each
+    connection, and the returned stop also ends the connections still open."""
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def connected(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        tasks.add(task)
+        # Cancelled by stop(): Python 3.11's asyncio.streams would log a cancelled connection
+        # task as an unhandled error (3.12 no longer does).
+        try:
+            with contextlib.suppress(asyncio.CancelledError):
+                await handle(reader, writer)
+        finally:
+            tasks.discard(task)
+
+    server = await asyncio.start_server(connected, sock=sock, ssl=ssl_context, limit=limit)
+
+    async def stop() -> None:
+        server.close()
+        for task in list(tasks):
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await server.wait_closed()
+
+    return stop
 
 
 def load(path: str) -> Callable[..., Any]:

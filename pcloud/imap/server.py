@@ -29,7 +29,7 @@ from pcloud.connection_counts import ConnectionCounts
 from pcloud.imap.parse import literal_at_end, parse_command
 from pcloud.imap.session import Logout, Session
 from pcloud.imap.values import ParseError, UnknownCharset
-from pcloud.listeners import Stop
+from pcloud.listeners import Stop, serve_streams
 from pcloud.services import Services
 from pcloud.store.mail import MailStore
 
@@ -313,35 +313,12 @@ async def _starttls(services: Services, connection: Connection, session: Session
 
 async def _serve(services: Services, sock: socket.socket, *, implicit_tls: bool) -> Stop:
     limits = _limits.setdefault(services.mail, Limits())
-    tasks: set[asyncio.Task[None]] = set()
 
-    async def connected(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        tasks.add(task)
-        # Cancelled by stop(): Python 3.11's asyncio.streams would log a cancelled connection
-        # task as an unhandled error (3.12 no longer does).
-        try:
-            with contextlib.suppress(asyncio.CancelledError):
-                await _serve_connection(services, reader, writer, limits, tls=implicit_tls)
-        finally:
-            tasks.discard(task)
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _serve_connection(services, reader, writer, limits, tls=implicit_tls)
 
-    server = await asyncio.start_server(
-        connected,
-        sock=sock,
-        ssl=services.tls.server_context if implicit_tls else None,
-        limit=MAX_LINE,
-    )
-
-    async def stop() -> None:
-        server.close()
-        for task in list(tasks):
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await server.wait_closed()
-
-    return stop
+    tls = services.tls.server_context if implicit_tls else None
+    return await serve_streams(sock, handle, ssl_context=tls, limit=MAX_LINE)
 
 
 async def serve_starttls(services: Services, sock: socket.socket) -> Stop:

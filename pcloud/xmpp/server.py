@@ -37,7 +37,7 @@ import time
 import weakref
 from xml.etree.ElementTree import Element
 
-from pcloud.listeners import Stop
+from pcloud.listeners import Stop, serve_streams
 from pcloud.services import Services
 from pcloud.store.xmpp import XmppStore
 from pcloud.xmpp import stream_management
@@ -276,35 +276,12 @@ async def _starttls(connection: Connection, session: Session, *, trailing: bool)
 
 async def _serve(services: Services, sock: socket.socket, *, direct_tls: bool) -> Stop:
     router = _routers.setdefault(services.xmpp, Router(services))
-    tasks: set[asyncio.Task[None]] = set()
 
-    async def connected(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        tasks.add(task)
-        # Cancelled by stop(): Python 3.11's asyncio.streams would log a cancelled connection
-        # task as an unhandled error (3.12 no longer does).
-        try:
-            with contextlib.suppress(asyncio.CancelledError):
-                await _serve_connection(services, router, reader, writer, tls=direct_tls)
-        finally:
-            tasks.discard(task)
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _serve_connection(services, router, reader, writer, tls=direct_tls)
 
-    server = await asyncio.start_server(
-        connected,
-        sock=sock,
-        ssl=services.tls.server_context if direct_tls else None,
-        limit=READ_SIZE,
-    )
-
-    async def stop() -> None:
-        server.close()
-        for task in list(tasks):
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await server.wait_closed()
-
-    return stop
+    tls = services.tls.server_context if direct_tls else None
+    return await serve_streams(sock, handle, ssl_context=tls, limit=READ_SIZE)
 
 
 async def serve_starttls(services: Services, sock: socket.socket) -> Stop:
