@@ -15,7 +15,6 @@ import asyncio
 import datetime
 import hashlib
 import io
-import json
 import os
 import platform
 import signal
@@ -32,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
+from common import log_tail, pcloud_endpoints, stopping
 from PIL import Image
 
 import pcloud
@@ -64,7 +64,7 @@ class Round:
     latencies: list[float]
 
 
-# -- the server process (small helpers of its own, so that this bench stands alone) ------------
+# -- the server process -------------------------------------------------------------------------
 
 
 def cpu_model() -> str:
@@ -82,32 +82,6 @@ def cpu_seconds(pid: int) -> float:
 def rss_mib(pid: int) -> float:
     status = Path(f"/proc/{pid}/status").read_text().splitlines()
     return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:")) / 1024
-
-
-def log_tail(log: Path, lines: int = 5) -> str:
-    # The temporary folder is deleted on error, so the server's last words go in the message.
-    tail = log.read_text(errors="replace").splitlines()[-lines:] if log.exists() else []
-    return "".join(f"\n  {line}" for line in tail)
-
-
-@contextmanager
-def stopping(process: subprocess.Popen[bytes]) -> Iterator[None]:
-    """Stop the server, however we leave."""
-    try:
-        yield
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def https_port(data: Path) -> int:
-    """From the file the running server writes for `pcloud status`."""
-    items = json.loads((data / "run" / "endpoints.json").read_text())
-    return next(int(item["port"]) for item in items if item["listener"] == "https")
 
 
 def picture() -> bytes:
@@ -153,7 +127,7 @@ def running_pcloud(root: Path) -> Iterator[Server]:
         context = ssl.create_default_context(cafile=data / "tls" / "ca.pem")
         digest = hashlib.md5(USER.encode()).hexdigest()
         yield Server(
-            https_port(data), context, process.pid, log_file,
+            pcloud_endpoints(data)["https"], context, process.pid, log_file,
             f"/avatar/{digest}?s={SIZE}&d=404",
         )  # fmt: skip
 
