@@ -6,14 +6,17 @@
   as `POST /s/<token>` (multipart/form-data); `PUT /s/<token>/<name>` sends one file (201).
   Nothing is ever replaced: a taken name gets a number ("report (2).pdf", the store's `drop`),
   and what a drop box holds is never shown.
-- A link's password is asked with HTTP Basic (any user name; 401 when missing or wrong). An
-  unknown, expired or removed link, or one whose file is gone, is a 404.
+- A link's password is asked with HTTP Basic (any user name; 401 when missing or wrong). Wrong
+  passwords are throttled as failed logins are (the directory's throttle, per address and per
+  link): later failures are answered after a growing delay, and a locked-out address or link
+  gets 429 without its password being checked. An unknown, expired or removed link, or one
+  whose file is gone, is a 404.
 - Uploads stream from the connection into the store (the worker thread pulls each chunk from
   the event loop), so memory does not grow with the file; the owner's quota applies (507).
 - Files are sent as attachments, sandboxed (Content-Security-Policy) and not sniffed: a shared
   HTML page must not run as part of this site.
 
-Not supported yet: throttling of wrong link passwords, zip downloads of folders.
+Not supported yet: zip downloads of folders.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from urllib.parse import quote, unquote_to_bytes
 
 from aiohttp import BasicAuth, BodyPartReader, hdrs, web
 
+from pcloud.directory.throttle import Throttle
 from pcloud.services import Services
 from pcloud.store.files import (
     AlreadyExists,
@@ -60,13 +64,14 @@ def link_url(base: str, token: str) -> str:
 
 
 def add_routes(app: web.Application, services: Services) -> None:
-    handler = _Links(services.files)
+    handler = _Links(services.files, services.directory.throttle)
     app.router.add_route("*", PREFIX + "{token:[^/]+}{sub:(/.*)?}", handler.handle)
 
 
 class _Links:
-    def __init__(self, store: FileStore) -> None:
+    def __init__(self, store: FileStore, throttle: Throttle) -> None:
         self.store = store
+        self.throttle = throttle
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         token = request.match_info["token"]
@@ -91,15 +96,25 @@ class _Links:
         except ValueError:
             credentials = None
         password = credentials.password if credentials else None
+        remote, login = request.remote or "", f"link {token}"
+        if password:  # counted as failed until it succeeds, as logins are
+            if self.throttle.locked(remote, login):
+                raise web.HTTPTooManyRequests(text="too many wrong passwords: try later\n")
+            self.throttle.attempt(remote, login)
         try:
-            return await asyncio.to_thread(self.store.open_link, token, password)
+            access = await asyncio.to_thread(self.store.open_link, token, password)
         except LinkNotFound:
             raise web.HTTPNotFound(text="no such link (it may have expired)\n") from None
         except PasswordRequired:
+            if password:
+                await asyncio.sleep(self.throttle.failure_delay(remote, login))
             raise web.HTTPUnauthorized(
                 text="this link needs its password\n",
                 headers={hdrs.WWW_AUTHENTICATE: 'Basic realm="pcloud link"'},
             ) from None
+        if password and access.link.has_password:  # not any link: that would clear the count
+            self.throttle.succeeded(remote, login)
+        return access
 
     # -- downloads ------------------------------------------------------------------------------
 

@@ -61,6 +61,19 @@ def test_passwords_and_expiry(users: RunningServer) -> None:
     assert fetch(users, f"/s/{removed}")[0] == 404
 
 
+def test_wrong_link_passwords_are_throttled(users: RunningServer) -> None:
+    """Guessing a link's password locks the guesser out, as failed logins do: after the
+    lock-out count even the right password gets 429, unchecked."""
+    dav(users, "PUT", "/f.txt", b"content")
+    token = users.services.files.add_link(ALICE, "f.txt", password="link secret").token
+    for _ in range(users.services.config.login.address_lockout_failures):
+        assert fetch(users, f"/s/{token}", user="x", password="guess")[0] == 401
+    status, _, body = fetch(users, f"/s/{token}", user="x", password="link secret")
+    assert status == 429 and b"content" not in body
+    # asking without a password is not a guess: still the password prompt
+    assert fetch(users, f"/s/{token}")[0] == 401
+
+
 def test_a_drop_box_takes_files_and_never_replaces(users: RunningServer) -> None:
     dav(users, "MKCOL", "/Inbox/")
     dav(users, "PUT", "/Inbox/report.pdf", b"already there")
