@@ -18,7 +18,8 @@ versions; copying from it restores (versions.py). Files shared with the user are
 `/files/Shared/<owner>/`.
 
 Implementation notes:
-- A request without credentials gets 401 before its body is read (the bridge spools bodies).
+- A request without credentials, or with a body and wrong ones, gets 401 before its body is
+  read (the bridge spools bodies): a stranger cannot fill the disk with uploads refused later.
 - Locks and dead properties are kept in the store (pcloud/store/files/webdav.py), so they
   survive a restart; they are WebDAV's alone (SFTP neither sees nor honours them).
 - Request bodies are spooled by the bridge (to a temporary file past 1 MiB) and PUT streams
@@ -33,7 +34,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from aiohttp import hdrs, web
+from aiohttp import BasicAuth, hdrs, web
 
 from pcloud.files import links
 from pcloud.services import Services
@@ -61,10 +62,24 @@ class _Webdav:
             raise web.HTTPBadRequest(text="a fragment (#) in the request-target is refused\n")
         if hdrs.AUTHORIZATION not in request.headers:
             raise web.HTTPUnauthorized(headers={hdrs.WWW_AUTHENTICATE: 'Basic realm="pcloud"'})
+        if request.body_exists and not await self._signed_in(request):
+            raise web.HTTPUnauthorized(headers={hdrs.WWW_AUTHENTICATE: 'Basic realm="pcloud"'})
         async with self._making:
             if self.bridge is None:
                 self.bridge = await asyncio.to_thread(self._make, asyncio.get_running_loop())
         return await self.bridge.handle(request)
+
+    async def _signed_in(self, request: web.Request) -> bool:
+        """The credentials checked before the body is read; WsgiDAV checks them again (the
+        directory remembers a password that matched lately, so that costs little)."""
+        try:
+            credentials = BasicAuth.decode(request.headers[hdrs.AUTHORIZATION], "utf-8")
+        except ValueError:
+            return False
+        principal = await self.services.directory.authenticate(
+            credentials.login, credentials.password, service="files", remote=request.remote or ""
+        )
+        return principal is not None
 
     def _make(self, loop: asyncio.AbstractEventLoop) -> WsgiBridge:
         from pcloud.files.webdav import make_application

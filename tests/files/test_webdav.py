@@ -4,8 +4,10 @@ quota, sign-in, and locks and dead properties that outlive a restart."""
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import re
+from base64 import b64encode
 from pathlib import Path
 
 from pcloud.testing import RunningServer, running_server
@@ -87,6 +89,26 @@ def test_sign_in_is_required_and_checked(users: RunningServer) -> None:
         users, "/files/", method="PROPFIND", headers={"Depth": "0"}, user=ALICE, password=secret
     )
     assert found[0] == 207
+
+
+def test_wrong_credentials_are_refused_before_the_body_is_read(users: RunningServer) -> None:
+    """An upload announced with wrong credentials gets its 401 at once: the server does not
+    take (and spool to disk) a body it will refuse."""
+    connection = http.client.HTTPSConnection(
+        "localhost", users.port("https"), context=users.ssl_context(), timeout=10
+    )
+    try:
+        connection.putrequest("PUT", "/files/big.bin")
+        connection.putheader(
+            "Authorization", "Basic " + b64encode(f"{ALICE}:wrong".encode()).decode()
+        )
+        connection.putheader("Content-Length", str(100 * 1024 * 1024))
+        connection.endheaders()  # and no body: waiting for it would time out
+        response = connection.getresponse()
+        assert response.status == 401
+    finally:
+        connection.close()
+    assert dav(users, "PROPFIND", "/big.bin", Depth="0")[0] == 404
 
 
 def test_quota_exceeded_is_507_and_keeps_nothing(server: RunningServer) -> None:
