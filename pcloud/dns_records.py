@@ -2,9 +2,11 @@
 
 Mail: MX, SPF (RFC 7208), DKIM (RFC 6376), DMARC (RFC 7489). Clients: the SRV records of
 RFC 6186 (mail, with RFC 8314's preference for implicit TLS) and RFC 6764 (CalDAV, CardDAV),
-Outlook's `_autodiscover._tcp`, the autoconfig/autodiscover host names, and Libravatar's
-`_avatars._tcp`/`_avatars-sec._tcp`. A service this server does not offer gets an SRV record
-with the target "." (RFC 2782), so that clients do not go looking for it.
+Outlook's `_autodiscover._tcp`, the autoconfig/autodiscover host names, Libravatar's
+`_avatars._tcp`/`_avatars-sec._tcp`, and XMPP's `_xmpps-client._tcp`/`_xmpp-client._tcp`
+(without them chat programs would look for the server at the domain's own address). A service
+this server does not offer gets an SRV record with the target "." (RFC 2782), so that clients
+do not go looking for it.
 
 Ports are the public ones: a listener's configured port, else its standard port (a server on
 the high ports is normally reached through a router that forwards the standard ones).
@@ -92,6 +94,9 @@ SERVICE_RECORDS = (
     ("_autodiscover._tcp", "https", 0, "Outlook finds its settings"),
     ("_avatars-sec._tcp", "https", 0, "Libravatar clients find this domain's avatars"),
     ("_avatars._tcp", "http", 0, "Libravatar clients find this domain's avatars (HTTP)"),
+    ("_xmpps-client._tcp", "xmpps", 0, "chat programs find XMPP over TLS (XEP-0368)"),
+    ("_xmpp-client._tcp", "xmpp", 5, "chat programs find XMPP (RFC 6120 §3.2.1)"),
+    ("_xmpp-server._tcp", "", 0, "no XMPP federation here yet: other servers need not try"),
 )
 
 

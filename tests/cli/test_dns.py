@@ -62,6 +62,9 @@ def test_the_records_to_publish(published: RunningServer) -> None:
         "autodiscover.example.org.  CNAME  mail.example.org.",
         "_avatars-sec._tcp.example.org.  SRV  0 1 443 mail.example.org.",
         "_avatars._tcp.example.org.  SRV  0 1 80 mail.example.org.",
+        "_xmpps-client._tcp.example.org.  SRV  0 1 5223 mail.example.org.",
+        "_xmpp-client._tcp.example.org.  SRV  5 1 5222 mail.example.org.",
+        "_xmpp-server._tcp.example.org.  SRV  0 0 0 .",
     ):
         assert line in output
 
@@ -91,7 +94,7 @@ def test_check_says_what_is_published(published: RunningServer) -> None:
     assert status["_pop3._tcp.example.org."] == ";   published: ok"
     assert status["autoconfig.example.org."] == ";   published: ok"
     assert status["autodiscover.example.org."] == ";   published: missing"
-    assert lines[-1] == "6 of 22 records are published as shown"
+    assert lines[-1] == "6 of 25 records are published as shown"
 
 
 def test_an_unknown_domain_is_refused(published: RunningServer) -> None:
