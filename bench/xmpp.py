@@ -7,13 +7,18 @@ server's CPU time (its process and children) per routed message (two per round t
 
 The clients are written here on raw asyncio streams (STARTTLS, SASL PLAIN, bind, then stanzas
 as bytes) rather than with slixmpp, whose per-stanza cost in Python would be measured instead of
-the servers'. Both servers get the same clients, TLS, and comparable modules (roster, disco,
-carbons, ping, version, offline storage); neither throttles. pcloud also archives every message
-(XEP-0313, SQLite); Prosody runs without mod_mam, since its default file storage rewrites a
-day's archive at each message (27 round trips per second with 100 in flight, measured once):
-the comparison favours Prosody.
+the servers'. They enable neither carbons nor stream management (one resource each), so those
+cost only their checks. Both servers get the same clients and TLS, and neither throttles.
 
-    python bench/xmpp.py [--sequential 5000] [--pipelined 20000] [--window 100]
+Prosody runs with what pcloud does by default: roster, disco, ping, version, offline storage,
+carbons, stream management (mod_smacks) and the message archive (mod_mam, every chat message,
+in Debian's default "internal" storage: files appended to; SQL storage would need lua-dbi
+packages). Its per-user archive quota (10,000 messages, beyond which mod_mam rewrites the whole
+archive every hundred messages) is raised above what a run stores, since pcloud's archive has
+no quota. With --prosody-plain, a Prosody without archive and stream management runs too, for
+reference. What each server advertised (account disco#info, stream features) is printed.
+
+    python bench/xmpp.py [--sequential 5000] [--pipelined 20000] [--window 100] [--prosody-plain]
 """
 
 from __future__ import annotations
@@ -59,6 +64,11 @@ STEP_TIMEOUT = 600.0
 STREAMS_NS = "http://etherx.jabber.org/streams"
 _MESSAGE_END = b"</message>"
 _BODY = re.compile(rb"<body>r(\d+)</body>")
+# mod_offline is loaded whatever the list says
+PROSODY_PLAIN = ("roster", "saslauth", "tls", "disco", "carbons", "ping", "version", "posix")
+PROSODY_MODULES = (*PROSODY_PLAIN, "smacks", "mam")
+# what the report shows of the account's disco#info and the stream features
+SHOWN = {"urn:xmpp:mam:2": "archive", "urn:xmpp:carbons:2": "carbons", "urn:xmpp:sm:3": "sm"}
 
 PROSODY_CONF = """\
 -- a throwaway Prosody for bench/xmpp.py
@@ -72,12 +82,11 @@ c2s_ports = {{ {port} }}
 c2s_direct_tls_ports = {{ }}
 s2s_ports = {{ }}
 log = {{ warn = "{root}/prosody.log" }}
-modules_enabled = {{
-    "roster", "saslauth", "tls", "disco", "carbons", "ping", "version", "posix"
-}}
+modules_enabled = {{ {modules} }}
 modules_disabled = {{ "s2s" }}
 authentication = "internal_hashed"
 storage = "internal"
+storage_archive_item_limit = 1000000
 c2s_require_encryption = true
 VirtualHost "{domain}"
     ssl = {{ certificate = "{root}/tls/server.pem", key = "{root}/tls/server.key" }}
@@ -91,6 +100,7 @@ class Server:
     context: ssl.SSLContext
     pids: Callable[[], list[int]]
     full_login: bool  # the SASL login is user@domain (pcloud), else the local part (Prosody)
+    modules: str = ""  # Prosody's, as configured
 
 
 @dataclass(frozen=True)
@@ -122,6 +132,7 @@ class Client:
         self.writer = writer
         self.buffer = b""
         self.jid = ""
+        self.features = b""  # the last stream features
 
     @classmethod
     async def signed_in(cls, server: Server, user: str) -> Client:
@@ -161,12 +172,24 @@ class Client:
         client.buffer = client.buffer[client.buffer.rfind(b">") + 1 :]
         return client
 
+    async def advertised(self) -> list[str]:
+        """What the server says it does for this account (of SHOWN)."""
+        found = self.features
+        for to in (DOMAIN, self.jid.partition("/")[0]):  # the server's features, the account's
+            self.writer.write(
+                f"<iq type='get' id='info' to='{to}'>"
+                f"<query xmlns='http://jabber.org/protocol/disco#info'/></iq>".encode()
+            )
+            found += await self.until(b"</iq>")
+        self.buffer = b""
+        return [name for namespace, name in SHOWN.items() if namespace.encode() in found]
+
     async def open_stream(self) -> None:
         self.writer.write(
             f"<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
             f"xmlns:stream='{STREAMS_NS}' to='{DOMAIN}' version='1.0'>".encode()
         )
-        await self.until(b"</stream:features>")
+        self.features = await self.until(b"</stream:features>")
 
     async def until(self, *markers: bytes) -> bytes:
         """Read until one of the markers; returns what came, the buffer keeps what follows."""
@@ -264,13 +287,16 @@ def running_pcloud(root: Path) -> Iterator[Server]:
 
 
 @contextmanager
-def running_prosody(prosody: str, root: Path) -> Iterator[Server]:
+def running_prosody(
+    prosody: str, root: Path, name: str, modules: tuple[str, ...]
+) -> Iterator[Server]:
     """A private Prosody (own config, data, certificate and port) with the two users."""
-    root = root / "prosody"
+    root = root / name.replace(" ", "-")
     (root / "data").mkdir(parents=True)
     ensure_local_certificates(root / "tls", [DOMAIN])  # the same kind as pcloud's
     port, conf = free_port(), root / "prosody.cfg.lua"
-    conf.write_text(PROSODY_CONF.format(root=root, port=port, domain=DOMAIN))
+    listed = ", ".join(f'"{module}"' for module in modules)
+    conf.write_text(PROSODY_CONF.format(root=root, port=port, domain=DOMAIN, modules=listed))
     prosodyctl = shutil.which("prosodyctl") or "prosodyctl"
     for user in USERS:
         subprocess.run([prosodyctl, "--config", str(conf), "register", user, DOMAIN, PASSWORD],
@@ -291,17 +317,27 @@ def running_prosody(prosody: str, root: Path) -> Iterator[Server]:
                     ) from None
                 time.sleep(0.1)
         context = ssl.create_default_context(cafile=root / "tls" / "ca.pem")
-        yield Server("Prosody", port, context, lambda: family(process.pid), full_login=False)
+        yield Server(name, port, context, lambda: family(process.pid), full_login=False,
+                     modules=f"modules {', '.join(modules)}, offline")  # fmt: skip
 
 
 # -- reporting -----------------------------------------------------------------------------------
 
 
+async def advertised(server: Server) -> str:
+    client = await Client.signed_in(server, "alice")
+    shown = await client.advertised()
+    await client.close()
+    described = ", ".join(shown) or "no archive, carbons or sm"
+    return f"{server.name}: {described}" + (f" ({server.modules})" if server.modules else "")
+
+
 def report(runs: dict[str, dict[str, Run]]) -> None:
+    """A table per kind of run; a ratio column of pcloud (the first) to each other server."""
     names = list(runs)
     for label in next(iter(runs.values())):
         print(f"\n{label}")
-        rows = [["", *names] + (["pcloud / Prosody"] if len(names) == 2 else [])]
+        rows = [["", *names, *(f"pcloud / {other}" for other in names[1:])]]
         measures: list[tuple[str, Callable[[Run], float], Callable[[float], str], bool]] = [
             ("round trips per second", lambda r: r.rate, lambda v: f"{v:,.0f}", True),
             ("p50 latency", lambda r: r.percentile(0.5), lambda v: f"{v * 1e3:.2f} ms", False),
@@ -312,8 +348,7 @@ def report(runs: dict[str, dict[str, Run]]) -> None:
         for title, value, shown, _ in measures:
             values = [value(runs[name][label]) for name in names]
             row = [title, *(shown(v) for v in values)]
-            if len(values) == 2:
-                row.append(f"{values[0] / values[1]:.2f}" if values[1] else "-")
+            row += [f"{values[0] / other:.2f}" if other else "-" for other in values[1:]]
             rows.append(row)
         print_table(rows)
 
@@ -323,6 +358,8 @@ def main() -> int:
     parser.add_argument("--sequential", type=int, default=5000, help="round trips one at a time")
     parser.add_argument("--pipelined", type=int, default=20000, help="round trips in flight")
     parser.add_argument("--window", type=int, default=100, help="round trips in flight at most")
+    parser.add_argument("--prosody-plain", action="store_true",
+                        help="also a Prosody without archive and stream management")  # fmt: skip
     arguments = parser.parse_args()
     prosody = shutil.which("prosody")
     compared = "against Prosody " + prosody_version() if prosody else "Prosody not installed"
@@ -339,7 +376,16 @@ def main() -> int:
         root = Path(folder)
         servers = [stack.enter_context(running_pcloud(root))]
         if prosody:
-            servers.append(stack.enter_context(running_prosody(prosody, root)))
+            servers.append(
+                stack.enter_context(running_prosody(prosody, root, "Prosody", PROSODY_MODULES))
+            )
+        if prosody and arguments.prosody_plain:
+            servers.append(
+                stack.enter_context(running_prosody(prosody, root, "Prosody plain", PROSODY_PLAIN))
+            )
+        print("\nadvertised (server and account disco#info, stream features):")
+        for server in servers:
+            print("  " + asyncio.run(advertised(server)))
         for server in servers:
             results = runs.setdefault(server.name, {})
             for label, (count, window) in labels.items():

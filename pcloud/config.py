@@ -337,6 +337,36 @@ class XmppSection:
         Integer("an integer from 5 to 3600", 5, 3600),
         "Time a new connection has to sign in and bind a resource before it is closed.",
     )
+    roster_from_contacts: bool = option(
+        True,
+        Boolean("true or false"),
+        "Put the contacts of a user's address books that have a chat address (or an address of "
+        "a user here) in their chat roster when they sign in, each once: one they remove stays "
+        "removed. No presence is asked for on their behalf.",
+    )
+    upload_max_bytes: int = option(
+        100 * 1024 * 1024,
+        Integer("an integer from 0 to 1099511627776", 0, 1 << 40),
+        "The largest file a chat program may send (XEP-0363 HTTP upload, into the sender's "
+        'files under "Chat uploads"; their quota applies too). 0: no uploads.',
+    )
+    stun_server: str = option(
+        "",
+        HostPort('"host" or "host:port" (3478 if not given), or "" for none'),
+        "A STUN server offered to chat programs for calls (XEP-0215).",
+    )
+    turn_server: str = option(
+        "",
+        HostPort('"host" or "host:port" (3478 if not given), or "" for none'),
+        "A TURN relay offered to chat programs for calls (XEP-0215), over UDP and TCP; it is "
+        "offered only with `turn_secret`.",
+    )
+    turn_secret: str = option(
+        "",
+        Text("text"),
+        "The TURN relay's shared secret (coturn's `use-auth-secret` and `static-auth-secret`): "
+        "each user gets credentials valid for a day (TURN REST API).",
+    )
 
 
 @dataclass(frozen=True)

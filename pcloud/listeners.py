@@ -158,7 +158,11 @@ LISTENERS: tuple[ListenerSpec, ...] = (
 
 # Background workers the supervisor runs beside the listeners ("module:function", each an
 # `async def run(services)` that runs until cancelled).
-WORKERS: tuple[str, ...] = ("pcloud.smtp.outbound:run", "pcloud.files.retention:run")
+WORKERS: tuple[str, ...] = (
+    "pcloud.smtp.outbound:run",
+    "pcloud.files.retention:run",
+    "pcloud.xmpp.accounts:run",
+)
 
 
 async def serve_streams(

@@ -70,6 +70,19 @@ def fingerprint(path: Path) -> str:
     return certificate.fingerprint(hashes.SHA256()).hex(":").upper()
 
 
+def server_end_point(pem: bytes) -> bytes:
+    """The `tls-server-end-point` channel binding of the server certificate (the first in a PEM
+    chain): its hash with the algorithm it was signed with, SHA-256 in place of MD5 and SHA-1
+    (RFC 5929 §4.1), and SHA-256 for certificates whose signature names no hash (Ed25519)."""
+    certificate = x509.load_pem_x509_certificate(pem)
+    algorithm = certificate.signature_hash_algorithm
+    if algorithm is None or isinstance(algorithm, hashes.MD5 | hashes.SHA1):
+        algorithm = hashes.SHA256()
+    digest = hashes.Hash(algorithm)
+    digest.update(certificate.public_bytes(serialization.Encoding.DER))
+    return digest.finalize()
+
+
 def _subject_names(certificate: x509.Certificate) -> tuple[str, ...]:
     try:
         san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
@@ -114,6 +127,9 @@ class Tls:
         if not self.settings.certificate:
             ensure_local_certificates(self.folder, certificate_names(domains))
         self.server_context.load_cert_chain(self.certificate_file, self.key_file)
+        # Read with the context: a connection whose handshake used the certificate before a
+        # reload and signs in after it fails its channel binding once (and may log in again).
+        self.server_end_point = server_end_point(self.certificate_file.read_bytes())
         log.info("certificate loaded file=%s", self.certificate_file)
 
     def info(self) -> CertificateInfo:

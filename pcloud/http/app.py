@@ -15,6 +15,7 @@ from aiohttp import web
 from pcloud import __version__, autoconfig, avatar, dav, files
 from pcloud.listeners import Stop
 from pcloud.services import Services
+from pcloud.xmpp import upload as chat_upload
 
 SERVICES = web.AppKey("services", Services)
 # How long shutdown waits for requests in progress.
@@ -34,6 +35,7 @@ def make_app(services: Services) -> web.Application:
     files.add_routes(app, services)
     avatar.add_routes(app, services)
     autoconfig.add_routes(app, services)
+    chat_upload.add_routes(app, services)  # XEP-0363's PUT and GET
     return app
 
 

@@ -3,8 +3,21 @@ pcloud.store.xmpp.
 
 Archived: the chat messages a user sends to, or receives from, a local user (type chat, or
 normal with a body; not those marked <no-store/> or <no-permanent-store/>, XEP-0334), once
-routed, in the sender's archive and the recipient's, each with the other side's bare JID.
-Chat states and receipts without a body are not kept.
+routed, in the sender's archive and the recipient's, each with the other side's bare JID and an
+id of its own. Chat states and receipts without a body are not kept.
+
+Unique and stable stanza ids (XEP-0359): the recipient's copy of an archived message (live,
+kept offline, or carbon-copied to their other resources) carries <stanza-id by='recipient's bare
+JID' id='…'/>, the id their archive knows it by, so that a client can tell a message it already
+has and page the archive from it. The stored message does not carry it (it is the archive
+result's id). A <stanza-id/> a client sends claiming to be from a local account or domain is
+removed, whoever it is for (§5: else a sender could forge the recipient's archive ids).
+
+Writes are gathered for WRITE_DELAY seconds (or WRITE_BATCH entries) into one transaction, not
+flushed to disk (see pcloud.store.xmpp.XmppStore.archive): a message costs a few rows of one
+commit rather than a commit of its own. A query writes what is pending first, and so does the
+server's stop; a crash loses at most the last WRITE_DELAY of archive (the messages themselves
+were delivered, or kept offline with a flushed commit).
 
 A query (§4) filters by `with` (a bare JID), `start` and `end` (XEP-0082 times), and pages with
 <max/> (at most MAX_PAGE, DEFAULT_PAGE when not given), <after/>, and <before/> (empty: the last
@@ -13,14 +26,17 @@ stamp; then the IQ result's <fin/> tells the page's first and last ids, the coun
 the query is complete.
 
 Not supported yet: archiving preferences (§6: everything is kept), the form fields request (an
-IQ get), `ids` and full-JID `with` filters, flip-page, stanza-id stamping (XEP-0359) on live
-messages, and archiving of messages to other domains (no federation).
+IQ get), `ids` and full-JID `with` filters, flip-page, the sender's archive id on the copies
+their other resources get (sent carbons), and archiving of messages to other domains (no
+federation).
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime
+import secrets
+import time
 import xml.etree.ElementTree as ET
 from typing import TYPE_CHECKING
 from xml.etree.ElementTree import Element, SubElement
@@ -31,40 +47,72 @@ from slixmpp.stanza import Iq
 
 from pcloud.store.xmpp import UnknownArchiveId
 from pcloud.xmpp.errors import XMPPError
-from pcloud.xmpp.serverinfo import MAM_NS
 from pcloud.xmpp.wire import CLIENT_NS, to_text
 
 if TYPE_CHECKING:
     from pcloud.xmpp.router import Router
     from pcloud.xmpp.session import Session
 
+MAM_NS = "urn:xmpp:mam:2"
+SID_NS = "urn:xmpp:sid:0"  # archive ids on delivered messages (XEP-0359)
 RSM_NS = "http://jabber.org/protocol/rsm"
 DATA_NS = "jabber:x:data"
 FORWARD_NS = "urn:xmpp:forward:0"
 DELAY_NS = "urn:xmpp:delay"
 HINTS_NS = "urn:xmpp:hints"
+STANZA_ID = f"{{{SID_NS}}}stanza-id"
+_BODY = f"{{{CLIENT_NS}}}body"
+_NO_STORE = f"{{{HINTS_NS}}}no-store"
+_NO_PERMANENT_STORE = f"{{{HINTS_NS}}}no-permanent-store"
 DEFAULT_PAGE = 50
 MAX_PAGE = 250
+WRITE_DELAY = 0.1  # seconds
+WRITE_BATCH = 500  # entries: written at once, rather than hold the event loop for longer
+
+# (owner, uid, with_jid, stamp, stanza), as pcloud.store.xmpp.XmppStore.archive takes them
+Entry = tuple[str, str, str, int, str]
 
 
-def record(session: Session, element: Element, to: JID) -> None:
-    """A message was routed from the session's user to a local user: archive it for both."""
+def strip_claimed_ids(router: Router, element: Element) -> None:
+    """XEP-0359 §5: only this server stamps stanza ids by its accounts and domains."""
+    for claimed in element.findall(STANZA_ID):
+        try:
+            domain = JID(claimed.get("by", "")).domain
+        except InvalidJID:
+            domain = ""  # not an address of ours, nor of anyone's
+        if router.is_local(domain):
+            element.remove(claimed)
+
+
+def prepare(session: Session, element: Element, to: JID) -> list[Entry]:
+    """Before a message from the session's user to a local user is delivered: its entries in
+    both archives (none if it is not archived), the recipient's first, whose id the message
+    now carries (XEP-0359)."""
     kind = element.get("type") or "normal"
-    if kind not in ("chat", "normal") or element.find(f"{{{CLIENT_NS}}}body") is None:
-        return
-    if any(element.find(f"{{{HINTS_NS}}}{hint}") is not None
-           for hint in ("no-store", "no-permanent-store")):  # fmt: skip
-        return
+    if kind not in ("chat", "normal") or element.find(_BODY) is None:
+        return []
+    if element.find(_NO_STORE) is not None or element.find(_NO_PERMANENT_STORE) is not None:
+        return []
     text = to_text(element)
     sender, recipient = session.bare, str(to.bare)
-    router = session.router
-    # Written at the end of this turn of the event loop: one transaction (one fsync) for all
-    # the messages of one read, instead of one each.
-    if not router.unarchived:
-        asyncio.get_running_loop().call_soon(write, router)
-    router.unarchived.append((sender, recipient, text))
+    stamp = time.time_ns() // 1000
+    entries = [(recipient, _uid(stamp), sender, stamp, text)]
     if recipient != sender:
-        router.unarchived.append((recipient, sender, text))
+        entries.append((sender, _uid(stamp), recipient, stamp, text))
+    # a plain element: slixmpp's StanzaID would cost more than the rest of this function
+    SubElement(element, STANZA_ID, {"id": entries[0][1], "by": recipient})
+    return entries
+
+
+def record(router: Router, entries: list[Entry]) -> None:
+    """The message was routed: archive its entries, with those of the next WRITE_DELAY."""
+    if not entries:
+        return
+    if not router.unarchived:
+        asyncio.get_running_loop().call_later(WRITE_DELAY, write, router)
+    router.unarchived += entries
+    if len(router.unarchived) >= WRITE_BATCH:
+        write(router)
 
 
 def write(router: Router) -> None:
@@ -74,12 +122,19 @@ def write(router: Router) -> None:
         router.services.xmpp.archive(entries)
 
 
+def _uid(stamp: int) -> str:
+    """An archive id: the time first, so that ids are added at the end of their index rather
+    than on a random page of it (half the disk writes), then random bits not to be guessed."""
+    return f"{stamp:x}{secrets.token_hex(6)}"
+
+
 def query(session: Session, iq: Iq) -> Element:
     """XEP-0313 §4: send the page's messages, and return the <fin/> for the IQ result."""
     if iq["type"] != "set":
         raise XMPPError("feature-not-implemented", "ask with an IQ set")
     assert session.jid is not None
-    write(session.router)  # what was sent in this same turn is found too
+    session.archive_queried = True  # see stream_management.ended
+    write(session.router)  # what was sent in the last moments is found too
     request = iq.xml[0]
     fields = {
         field.get("var"): field.findtext(f"{{{DATA_NS}}}value")

@@ -16,13 +16,13 @@ from slixmpp.plugins.xep_0280.stanza import ReceivedCarbon, SentCarbon
 from slixmpp.plugins.xep_0297.stanza import Forwarded
 from slixmpp.stanza import Iq, Message
 
-from pcloud.xmpp.serverinfo import CARBONS_NS
 from pcloud.xmpp.wire import CLIENT_NS
 
 if TYPE_CHECKING:
     from pcloud.xmpp.router import Router
     from pcloud.xmpp.session import Session
 
+CARBONS_NS = "urn:xmpp:carbons:2"
 HINTS_NS = "urn:xmpp:hints"
 
 
@@ -65,17 +65,20 @@ def _copy(
 
 def sent(session: Session, element: Element) -> None:
     """Copies of a message a resource sent, for the user's other resources."""
-    if not _eligible(element):
-        return
-    for other in session.router.sessions(session.bare):
-        if other is not session and other.carbons:
+    others = _others(session.router, session.bare, session)
+    if others and _eligible(element):
+        for other in others:
             other.send(_copy(element, session.bare, str(other.jid), SentCarbon))
 
 
 def received(router: Router, owner: str, element: Element, delivered_to: Session) -> None:
     """Copies of a message delivered to one of the owner's resources, for the others."""
-    if not _eligible(element):
-        return
-    for other in router.sessions(owner):
-        if other is not delivered_to and other.carbons:
+    others = _others(router, owner, delivered_to)
+    if others and _eligible(element):
+        for other in others:
             other.send(_copy(element, owner, str(other.jid), ReceivedCarbon))
+
+
+def _others(router: Router, owner: str, session: Session) -> list[Session]:
+    """The owner's other resources that want carbons (asked first: mostly there are none)."""
+    return [other for other in router.sessions(owner) if other is not session and other.carbons]

@@ -46,8 +46,15 @@ def outbound(session: Session, element: Element, to: JID | None) -> None:
         if element.get("type") == "error":
             return
         raise XMPPError("remote-server-not-found", f"{target.domain} is not served here")
-    deliver(session.router, element, target)
-    archive.record(session, element, target)
+    archive.strip_claimed_ids(session.router, element)
+    entries = archive.prepare(session, element, target)
+    try:
+        deliver(session.router, element, target)
+    except XMPPError:
+        if entries:  # refused: not archived, and the error reply has no archive id
+            element.remove(element[-1])  # the stanza-id `prepare` appended
+        raise
+    archive.record(session.router, entries)
     carbons.sent(session, element)
 
 

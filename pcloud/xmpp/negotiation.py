@@ -32,7 +32,7 @@ from slixmpp.jid import InvalidJID
 from slixmpp.stanza import Iq, StreamFeatures
 
 from pcloud.directory import Principal
-from pcloud.xmpp import sasl, stream_management
+from pcloud.xmpp import caps, contacts, csi, sasl, serverinfo, stream_management
 from pcloud.xmpp.errors import StreamError, XMPPError
 from pcloud.xmpp.wire import BIND_NS, CLIENT_NS, SASL_NS
 
@@ -55,9 +55,13 @@ def features(session: Session) -> Element:
         SubElement(starttls.xml, f"{{{starttls.namespace}}}required")
         offered.xml.append(starttls.xml)
     elif session.principal is None:
+        bindings = _channel_bindings(session)
         mechanisms = Mechanisms()
-        mechanisms["mechanisms"] = sasl.MECHANISMS
+        mechanisms["mechanisms"] = sasl.mechanisms(bindings)
         offered.xml.append(mechanisms.xml)
+        types = SubElement(offered.xml, f"{{{sasl.CHANNEL_BINDING_NS}}}sasl-channel-binding")
+        for kind in bindings:  # XEP-0440: which -PLUS bindings a client may choose
+            SubElement(types, f"{{{sasl.CHANNEL_BINDING_NS}}}channel-binding", type=kind)
     else:
         offered.xml.append(Bind().xml)
         legacy_session = SessionFeature()
@@ -65,6 +69,8 @@ def features(session: Session) -> Element:
         offered.xml.append(legacy_session.xml)
         offered.xml.append(RosterVer().xml)  # RFC 6121 §2.6
         offered.xml.append(stream_management.feature())  # XEP-0198: resume here, or enable
+        offered.xml.append(csi.feature())  # XEP-0352
+        offered.xml.append(caps.advertisement(serverinfo.server_info(session)))  # XEP-0115 §6.3
     return offered.xml
 
 
@@ -84,6 +90,7 @@ async def handle(session: Session, element: Element) -> None:
     if element.tag == f"{{{CLIENT_NS}}}iq" and session.principal is not None:
         try:
             _bind(session, element)
+            await contacts.seed(session)  # before the roster is asked for
         except XMPPError as error:
             session.reply_error(element, error)
         return
@@ -127,8 +134,8 @@ async def _start(session: Session, mechanism: str, initial: bytes) -> None:
             _succeeded(session, principal, mechanism, b"")
 
         first = plain
-    elif mechanism in sasl.MECHANISMS:
-        scram = sasl.Scram(services.directory, mechanism, session.domain, remote)
+    elif mechanism in sasl.mechanisms(bindings := _channel_bindings(session)):
+        scram = sasl.Scram(services.directory, mechanism, session.domain, remote, bindings)
 
         async def client_first(response: bytes) -> None:
             _challenge(session, scram.first(response), client_final)
@@ -144,6 +151,13 @@ async def _start(session: Session, mechanism: str, initial: bytes) -> None:
         await first(initial)
     else:  # no initial response (RFC 6120 §6.4.2): ask for it with an empty challenge
         _challenge(session, b"", first)
+
+
+def _channel_bindings(session: Session) -> dict[str, bytes]:
+    tls = session.connection.writer.get_extra_info("ssl_object")
+    if tls is None:
+        return {}
+    return sasl.channel_bindings(tls, session.services.tls.server_end_point)
 
 
 def _challenge(session: Session, data: bytes, step: SaslStep) -> None:

@@ -96,7 +96,10 @@ class StreamParser:
     # -- expat handlers -------------------------------------------------------------------------
 
     def _start(self, name: str, attributes: dict[str, str]) -> None:
-        attributes = {_qualified(key): value for key, value in attributes.items()}
+        for key in attributes:
+            if "}" in key:  # rare (xml:lang): the others are used as expat made them
+                attributes = {_qualified(key): value for key, value in attributes.items()}
+                break
         if self._depth == 0:
             self._events.append(StreamOpen(_qualified(name), attributes, self._default_namespace))
             self._boundary = self._parser.CurrentByteIndex

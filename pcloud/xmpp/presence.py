@@ -23,7 +23,7 @@ from xml.etree.ElementTree import Element
 from slixmpp import JID
 from slixmpp.stanza import Presence
 
-from pcloud.xmpp import messages
+from pcloud.xmpp import blocking, messages, pep
 from pcloud.xmpp.errors import XMPPError
 from pcloud.xmpp.wire import CLIENT_NS
 
@@ -58,7 +58,7 @@ def _priority(element: Element) -> int:
 
 def send_to(targets: Iterable[Session], element: Element) -> None:
     """Deliver one presence to several sessions, each with its own full JID as 'to'."""
-    for target in targets:
+    for target in blocking.unblocked(targets, element.get("from", "")):
         if target.jid is not None:
             element.set("to", target.jid.full)
             target.send(element)
@@ -80,6 +80,7 @@ def _available(session: Session, element: Element) -> None:
     session.presence, session.priority = element, priority
     router, user = session.router, session.bare
     send_to([*subscribers(session), *router.available(user)], element)
+    pep.available(session, element, initial=initial)  # caps, and the last items (XEP-0163 §6.2)
     if not initial:
         return
     for item in session.services.xmpp.items(user):

@@ -9,16 +9,21 @@ no server-to-server federation yet: that would be a second kind of route here.
 from __future__ import annotations
 
 import logging
+import time
+import weakref
 from typing import TYPE_CHECKING
 
 from pcloud.connection_counts import ConnectionCounts
 from pcloud.directory import DirectoryError
 from pcloud.services import Services
+from pcloud.store.xmpp import XmppStore
 
 if TYPE_CHECKING:
     from pcloud.xmpp.session import Session
 
 log = logging.getLogger(__name__)
+
+DOMAINS_SECONDS = 1.0
 
 
 class Router:
@@ -27,7 +32,9 @@ class Router:
         self.connections = ConnectionCounts()  # open connections per address, both listeners
         self._sessions: dict[str, dict[str, Session]] = {}
         self.resumable: dict[str, Session] = {}  # by stream management id (XEP-0198)
-        self.unarchived: list[tuple[str, str, str]] = []  # see archive.record
+        self.unarchived: list[tuple[str, str, str, int, str]] = []  # see archive.record
+        self._domains: frozenset[str] = frozenset()
+        self._domains_read = -DOMAINS_SECONDS  # monotonic time
 
     def bind(self, session: Session, bare: str, resource: str) -> Session | None:
         """Register a session under bare/resource; returns the session it replaces, if any."""
@@ -57,7 +64,13 @@ class Router:
         return [s for s in self._sessions.get(bare, {}).values() if s.presence is not None]
 
     def is_local(self, domain: str) -> bool:
-        return domain in self.services.directory.domains()
+        """Asked for every stanza: the hosted domains are read again after DOMAINS_SECONDS
+        (`pcloud domain add` changes them from another process)."""
+        now = time.monotonic()
+        if now - self._domains_read > DOMAINS_SECONDS:
+            self._domains = frozenset(self.services.directory.domains())
+            self._domains_read = now
+        return domain in self._domains
 
     def user_exists(self, bare: str) -> bool:
         if bare in self._sessions:
@@ -66,3 +79,15 @@ class Router:
             return self.services.directory.user(bare) is not None
         except DirectoryError:  # a JID that is no mail address: no user has it
             return False
+
+
+# One Router per server instance (tests run several in one process), shared by both listeners
+# and the account worker (accounts.py).
+_routers: weakref.WeakKeyDictionary[XmppStore, Router] = weakref.WeakKeyDictionary()
+
+
+def router_for(services: Services) -> Router:
+    router = _routers.get(services.xmpp)
+    if router is None:
+        router = _routers[services.xmpp] = Router(services)
+    return router

@@ -34,16 +34,14 @@ import logging
 import socket
 import ssl
 import time
-import weakref
 from xml.etree.ElementTree import Element
 
 from pcloud.listeners import Stop, serve_streams
 from pcloud.services import Services
-from pcloud.store.xmpp import XmppStore
-from pcloud.xmpp import stream_management
+from pcloud.xmpp import archive, stream_management
 from pcloud.xmpp.errors import StreamError
 from pcloud.xmpp.parse import StreamClose, StreamOpen, StreamParser
-from pcloud.xmpp.router import Router
+from pcloud.xmpp.router import Router, router_for
 from pcloud.xmpp.session import Session
 from pcloud.xmpp.wire import STREAM_END, TLS_NS, serialize, stream_error, stream_header
 
@@ -56,9 +54,6 @@ LINGER_SECONDS = 2
 _STARTTLS = f"{{{TLS_NS}}}starttls"
 
 _ids = itertools.count(1)
-
-# One Router per server instance (tests run several in one process), shared by both listeners.
-_routers: weakref.WeakKeyDictionary[XmppStore, Router] = weakref.WeakKeyDictionary()
 
 
 class Connection:
@@ -148,6 +143,8 @@ class Connection:
     # -- input --------------------------------------------------------------------------------
 
     async def read(self, timeout: float | None) -> bytes:
+        if timeout is None:  # signed in: no deadline, and no wait_for to pay for each read
+            return await self.reader.read(READ_SIZE)
         try:
             return await asyncio.wait_for(self.reader.read(READ_SIZE), timeout)
         except TimeoutError:
@@ -275,13 +272,19 @@ async def _starttls(connection: Connection, session: Session, *, trailing: bool)
 
 
 async def _serve(services: Services, sock: socket.socket, *, direct_tls: bool) -> Stop:
-    router = _routers.setdefault(services.xmpp, Router(services))
+    router = router_for(services)
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await _serve_connection(services, router, reader, writer, tls=direct_tls)
 
     tls = services.tls.server_context if direct_tls else None
-    return await serve_streams(sock, handle, ssl_context=tls, limit=READ_SIZE)
+    stop_serving = await serve_streams(sock, handle, ssl_context=tls, limit=READ_SIZE)
+
+    async def stop() -> None:
+        await stop_serving()
+        archive.write(router)  # what the last WRITE_DELAY gathered
+
+    return stop
 
 
 async def serve_starttls(services: Services, sock: socket.socket) -> Stop:

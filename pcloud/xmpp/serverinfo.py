@@ -3,9 +3,11 @@
 
 The server is an IM server (identity server/im); a user's bare JID is an account
 (account/registered), described only to the user and to contacts who see their presence.
-Disco items are empty: there are no components yet (multi-user chat and HTTP upload would be
-listed here). Not supported yet: entity capabilities (XEP-0115) in the stream features, and
-nodes.
+Disco items are empty: there are no components yet (multi-user chat would be listed here;
+HTTP upload is the server's own: its identity, feature and form come from upload.py). The
+server's entity capabilities (XEP-0115, caps.py) are in the stream features, and its disco#info
+answers their node#ver too; the account is also a PEP service (pubsub/pep, XEP-0163). Not
+supported yet: other nodes.
 """
 
 from __future__ import annotations
@@ -19,6 +21,17 @@ from slixmpp.plugins.xep_0092.stanza import Version
 from slixmpp.stanza import Iq
 
 import pcloud
+from pcloud.xmpp import (
+    archive,
+    blocking,
+    caps,
+    carbons,
+    external_services,
+    pep,
+    private,
+    upload,
+    vcard,
+)
 from pcloud.xmpp.errors import XMPPError
 
 if TYPE_CHECKING:
@@ -28,10 +41,18 @@ DISCO_INFO_NS = "http://jabber.org/protocol/disco#info"
 DISCO_ITEMS_NS = "http://jabber.org/protocol/disco#items"
 PING_NS = "urn:xmpp:ping"
 VERSION_NS = "jabber:iq:version"
-CARBONS_NS = "urn:xmpp:carbons:2"
-MAM_NS = "urn:xmpp:mam:2"
 
-SERVER_FEATURES = (DISCO_INFO_NS, DISCO_ITEMS_NS, PING_NS, VERSION_NS, CARBONS_NS)
+SERVER_FEATURES = (
+    DISCO_INFO_NS,
+    DISCO_ITEMS_NS,
+    PING_NS,
+    VERSION_NS,
+    carbons.CARBONS_NS,
+    blocking.BLOCKING_NS,
+    vcard.VCARD_NS,
+    caps.CAPS_NS,
+    private.PRIVATE_NS,
+)
 
 
 def _only_get(iq: Iq) -> None:
@@ -40,15 +61,28 @@ def _only_get(iq: Iq) -> None:
 
 
 def disco_info(session: Session, iq: Iq) -> Element:
+    """The server's, or an account's; of the server's nodes, only its caps node#ver."""
     _only_get(iq)
-    if iq.xml[0].get("node"):
-        raise XMPPError("item-not-found", "no such node")
+    node = iq.xml[0].get("node")
     if iq["to"] and iq["to"].full == session.domain:
-        info = DiscoInfo()
-        info.add_identity("server", "im", name="pcloud")
-        info.set_features(SERVER_FEATURES)
+        info = server_info(session)
+        if node and node != f"{caps.NODE}#{caps.verification_string(info.xml)}":
+            raise XMPPError("item-not-found", "no such node")
+        info["node"] = node
         return info.xml
-    return account_info(session, session.bare)
+    if node:
+        raise XMPPError("item-not-found", "no such node")
+    return account_info(session, str(iq["to"].bare) if iq["to"] else session.bare)
+
+
+def server_info(session: Session) -> DiscoInfo:
+    info = DiscoInfo()
+    info.add_identity("server", "im", name="pcloud")
+    info.set_features(SERVER_FEATURES)
+    upload.describe(session.services, info)
+    if external_services.configured(session.services.config.xmpp):
+        info.add_feature(external_services.EXTDISCO_NS)
+    return info
 
 
 def account_info(session: Session, account: str) -> Element:
@@ -60,7 +94,11 @@ def account_info(session: Session, account: str) -> Element:
             raise XMPPError("service-unavailable", "not subscribed to this account")
     info = DiscoInfo()
     info.add_identity("account", "registered")
-    info.set_features((DISCO_INFO_NS, MAM_NS))  # the archive is the account's (XEP-0313)
+    info.add_identity("pubsub", "pep")  # XEP-0163 §8
+    # the archive (XEP-0313), personal eventing and the vCard are the account's
+    info.set_features(
+        (DISCO_INFO_NS, archive.MAM_NS, archive.SID_NS, *pep.FEATURES, vcard.VCARD_NS)
+    )
     return info.xml
 
 

@@ -14,8 +14,9 @@ Invariants:
 
 from __future__ import annotations
 
+import inspect
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 from xml.etree.ElementTree import Element
 
@@ -27,14 +28,22 @@ from pcloud.directory import Principal
 from pcloud.services import Services
 from pcloud.xmpp import (
     archive,
+    blocking,
+    caps,
     carbons,
+    csi,
+    external_services,
     messages,
     negotiation,
+    pep,
     presence,
+    private,
     roster,
     serverinfo,
     stream_management,
     subscription,
+    upload,
+    vcard,
 )
 from pcloud.xmpp.errors import StreamError, XMPPError
 from pcloud.xmpp.negotiation import SaslStep
@@ -52,8 +61,9 @@ PRESENCE = f"{{{CLIENT_NS}}}presence"
 IQ = f"{{{CLIENT_NS}}}iq"
 
 # An IQ handler answers a get or set addressed to the server or the user's own account: it
-# returns the result's payload (None: an empty result) or raises XMPPError.
-IqHandler = Callable[["Session", Iq], Element | None]
+# returns the result's payload (None: an empty result) or raises XMPPError. One that waits (for
+# a worker thread) is a coroutine function; the stream's next stanza is read after it answers.
+IqHandler = Callable[["Session", Iq], Element | Awaitable[Element | None] | None]
 
 
 def _session(session: Session, iq: Iq) -> Element | None:
@@ -67,10 +77,28 @@ IQ_HANDLERS: dict[str, IqHandler] = {
     f"{{{serverinfo.DISCO_ITEMS_NS}}}query": serverinfo.disco_items,
     f"{{{serverinfo.PING_NS}}}ping": serverinfo.ping,
     f"{{{serverinfo.VERSION_NS}}}query": serverinfo.version,
-    f"{{{serverinfo.CARBONS_NS}}}enable": carbons.enable,
-    f"{{{serverinfo.CARBONS_NS}}}disable": carbons.disable,
+    f"{{{carbons.CARBONS_NS}}}enable": carbons.enable,
+    f"{{{carbons.CARBONS_NS}}}disable": carbons.disable,
     f"{{{SESSION_NS}}}session": _session,
-    f"{{{serverinfo.MAM_NS}}}query": archive.query,
+    f"{{{archive.MAM_NS}}}query": archive.query,
+    f"{{{blocking.BLOCKING_NS}}}blocklist": blocking.handle,
+    f"{{{blocking.BLOCKING_NS}}}block": blocking.handle,
+    f"{{{blocking.BLOCKING_NS}}}unblock": blocking.handle,
+    f"{{{upload.UPLOAD_NS}}}request": upload.request_slot,
+    f"{{{external_services.EXTDISCO_NS}}}services": external_services.services,
+    f"{{{external_services.EXTDISCO_NS}}}credentials": external_services.credentials,
+    f"{{{pep.PUBSUB_NS}}}pubsub": pep.handle,
+    f"{{{pep.OWNER_NS}}}pubsub": pep.handle,
+    f"{{{vcard.VCARD_NS}}}vCard": vcard.handle,
+    f"{{{private.PRIVATE_NS}}}query": private.handle,
+}
+
+# IQs to another user's bare JID, which the server answers for the account (RFC 6121
+# §8.5.2.1.3); any other gets service-unavailable.
+ACCOUNT_IQ_HANDLERS: dict[str, IqHandler] = {
+    f"{{{serverinfo.DISCO_INFO_NS}}}query": serverinfo.disco_info,
+    f"{{{pep.PUBSUB_NS}}}pubsub": pep.handle,
+    f"{{{vcard.VCARD_NS}}}vCard": vcard.handle,
 }
 
 
@@ -92,6 +120,10 @@ class Session:
         self.carbons = False
         self.directed: set[str] = set()  # full JIDs sent directed presence (RFC 6121 §4.6)
         self.sm: stream_management.State | None = None  # XEP-0198, once enabled
+        self.archive_queried = False  # the client reads the archive (XEP-0313): catches up
+        self.blocked: frozenset[str] | None = None  # XEP-0191, read when first needed
+        self.wants_blocklist = False  # asked for the blocklist: gets its pushes
+        self.csi: csi.Held | None = None  # XEP-0352: what waits while the client is inactive
         self.ended = False
 
     @property
@@ -100,6 +132,11 @@ class Session:
         return str(self.jid.bare)
 
     def send(self, element: Element) -> None:
+        if self.csi is None or not csi.held(self, element):
+            self.write(element)
+
+    def write(self, element: Element) -> None:
+        """Write now, past client state indication."""
         self.connection.send(element)
         if self.sm is not None and element.tag in (MESSAGE, PRESENCE, IQ):
             stream_management.sent(self, element)
@@ -149,12 +186,17 @@ class Session:
         if element.tag.startswith(f"{{{stream_management.SM_NS}}}"):
             stream_management.handle(self, element)
             return
+        if element.tag.startswith(f"{{{csi.CSI_NS}}}"):
+            csi.handle(self, element)
+            return
         if element.tag not in (MESSAGE, PRESENCE, IQ):
             raise StreamError("unsupported-stanza-type", f"{element.tag} is not a stanza")
         stream_management.received(self)
         self._stamp_from(element)
         try:
             to = _address(element.get("to"))
+            if to is not None and blocking.stops(self, element, to):
+                return
             if element.tag == MESSAGE:
                 messages.outbound(self, element, to)
             elif element.tag == PRESENCE and element.get("type") in subscription.KINDS:
@@ -162,7 +204,7 @@ class Session:
             elif element.tag == PRESENCE:
                 presence.outbound(self, element, to)
             else:
-                self.iq(element, to)
+                await self.iq(element, to)
         except XMPPError as error:
             self.reply_error(element, error)
 
@@ -194,11 +236,16 @@ class Session:
         reply["error"]["type"] = error.etype
         if error.text:
             reply["error"]["text"] = error.text
+        if isinstance(error.extension, Element):  # one with content (XEP-0363's file-too-large)
+            reply["error"].xml.append(error.extension)
+        elif error.extension:  # an application condition (RFC 6120 §8.3.3)
+            condition = f"{{{error.extension_ns}}}{error.extension}"
+            reply["error"].xml.append(Element(condition, error.extension_args))
         self.send(reply.xml)
 
     # -- IQs (RFC 6120 §8.2.3) -----------------------------------------------------------------
 
-    def iq(self, element: Element, to: JID | None) -> None:
+    async def iq(self, element: Element, to: JID | None) -> None:
         kind = element.get("type")
         if kind not in ("get", "set", "result", "error"):
             raise XMPPError("bad-request", "an IQ's type is get, set, result or error")
@@ -209,28 +256,30 @@ class Session:
         if to is not None and to.resource:
             self._forward_iq(element, to)
         elif to is None or to.full in (self.bare, self.domain):
-            self._answer_iq(element)
+            await self._answer_iq(element)
         elif kind in ("get", "set"):
-            self._iq_to_account(element, to)
+            await self._iq_to_account(element, to)
 
-    def _answer_iq(self, element: Element) -> None:
+    async def _answer_iq(self, element: Element) -> None:
         if element.get("type") not in ("get", "set"):
-            return  # a client's answer to a roster push, say
+            caps.answered(self, element)  # the server's own question, or a roster push's answer
+            return
         handler = IQ_HANDLERS.get(element[0].tag)
         if handler is None:
             raise XMPPError("service-unavailable", "not served here")
         iq = Iq(xml=element)
-        payload = handler(self, iq)
+        payload = await _answer(handler(self, iq))
         self.send(_result(iq, payload, element.get("to") or None))
 
-    def _iq_to_account(self, element: Element, to: JID) -> None:
+    async def _iq_to_account(self, element: Element, to: JID) -> None:
         """RFC 6121 §8.5.2.1.3: the server answers for another user's account."""
         if not self.router.user_exists(to.bare):
             raise XMPPError("service-unavailable", "no such user")
-        if element[0].tag != f"{{{serverinfo.DISCO_INFO_NS}}}query":
+        handler = ACCOUNT_IQ_HANDLERS.get(element[0].tag)
+        if handler is None:
             raise XMPPError("service-unavailable", "not served for other accounts")
         iq = Iq(xml=element)
-        self.send(_result(iq, serverinfo.account_info(self, to.bare), to.bare))
+        self.send(_result(iq, await _answer(handler(self, iq)), to.bare))
 
     def _forward_iq(self, element: Element, to: JID) -> None:
         target = self.router.session(to.bare, to.resource)
@@ -239,6 +288,10 @@ class Session:
                 raise XMPPError("service-unavailable", "no such resource")
             return
         target.send(element)
+
+
+async def _answer(answer: Element | Awaitable[Element | None] | None) -> Element | None:
+    return await answer if inspect.isawaitable(answer) else answer
 
 
 def _result(iq: Iq, payload: Element | None, sender: str | None) -> Element:

@@ -10,9 +10,16 @@ With resume='true' (§5), a connection that drops without a clean stream close l
 detached for RESUME_SECONDS: still bound, still available, queueing what is sent to it. A new
 connection of the same user, after SASL and instead of binding, sends <resume previd h/>: the
 session moves to it, the stanzas the client had not yet handled are sent again, and it goes on.
-If the old connection is still open (the server has not seen the drop), it is closed. A session
-that ends (clean close, expiry, replacement) with unacknowledged chat messages keeps them as
-offline messages (§4: "treat as undelivered"), so that the next login gets them.
+If the old connection is still open (the server has not seen the drop), it is closed.
+
+A session that ends (clean close, expiry, replacement) with unacknowledged chat messages keeps
+them as offline messages (§4: "treat as undelivered"), so that the next login gets them, with
+one exception, as Prosody's mod_smacks makes it: a message already in the user's archive
+(archive.py: it carries the user's <stanza-id/>) is not kept again when this session's client
+queried the archive, since such a client catches up from it at its next login. Kept again, a
+message the client did get but had not acknowledged yet (sent just before a clean close, say)
+would show twice; a client that never reads the archive still gets them all offline. What is
+unacknowledged may not have reached the client: the archive is what makes skipping it safe.
 
 Not supported: resumption across a server restart (detached sessions live in memory), `max`
 negotiation (the server always offers RESUME_SECONDS), location (§5: same server).
@@ -29,6 +36,7 @@ from typing import TYPE_CHECKING
 from xml.etree.ElementTree import Element
 from xml.sax.saxutils import quoteattr
 
+from pcloud.xmpp.archive import STANZA_ID
 from pcloud.xmpp.errors import StreamError
 from pcloud.xmpp.wire import CLIENT_NS, STANZA_ERRORS_NS, to_text
 
@@ -186,6 +194,13 @@ def ended(session: Session) -> None:
     limit = services.config.xmpp.max_offline_messages
     for stanza in state.unacked:
         chat = stanza.tag == _MESSAGE and stanza.get("type", "normal") in ("chat", "normal")
-        if chat and stanza.find(f"{{{CLIENT_NS}}}body") is not None:
-            services.xmpp.store_offline(session.bare, to_text(stanza), limit)
+        if not chat or stanza.find(f"{{{CLIENT_NS}}}body") is None:
+            continue
+        if session.archive_queried and _archived(session, stanza):
+            continue  # the client catches up from the archive
+        services.xmpp.store_offline(session.bare, to_text(stanza), limit)
     state.unacked.clear()
+
+
+def _archived(session: Session, stanza: Element) -> bool:
+    return any(stamp.get("by") == session.bare for stamp in stanza.iterfind(STANZA_ID))

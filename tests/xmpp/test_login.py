@@ -4,13 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import datetime
+import hashlib
 import logging
+import re
 import sqlite3
+from pathlib import Path
 
 import pytest
+import scramp
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import NameOID
 
 from pcloud.testing import RunningServer
+from pcloud.tls import server_end_point
 from tests.xmpp.conftest import (
+    PASSWORD,
     TIMEOUT,
     Connect,
     RawStream,
@@ -172,3 +184,109 @@ async def test_the_client_sees_the_servers_features(connect: Connect) -> None:
     await client.xmpp.plugin["xep_0199"].ping(jid="example.org", timeout=TIMEOUT)
     version = await client.xmpp.plugin["xep_0092"].get_version("example.org", timeout=TIMEOUT)
     assert version["software_version"]["name"] == "pcloud"
+
+
+# -- channel binding (SCRAM -PLUS, XEP-0440), with scramp as the client ----------------------
+
+SASL = "urn:ietf:params:xml:ns:xmpp-sasl"
+
+
+def _end_point(der: bytes) -> bytes:
+    """RFC 5929 §4.1 for the test certificates (ECDSA with SHA-256): SHA-256 of the DER."""
+    return hashlib.sha256(der).digest()
+
+
+async def _scram_exchange(
+    stream: RawStream, mechanism: str, client: scramp.ScramClient, *, first: str | None = None
+) -> str:
+    """Runs a SCRAM exchange; returns the server's last reply (<success> or <failure>)."""
+    first = first or client.get_client_first()
+    reply = await stream.expect(
+        "</",
+        f"<auth xmlns='{SASL}' mechanism='{mechanism}'>"
+        f"{base64.b64encode(first.encode()).decode()}</auth>",
+    )
+    if "<challenge" not in reply:
+        return reply
+    server_first = base64.b64decode(re.search(r">([^<]+)</challenge", reply)[1]).decode()
+    client.set_server_first(server_first)
+    final = base64.b64encode(client.get_client_final().encode()).decode()
+    reply = await stream.expect("</", f"<response xmlns='{SASL}'>{final}</response>")
+    if "<success" in reply:
+        server_final = re.search(r">([^<]+)</success", reply)[1]
+        client.set_server_final(base64.b64decode(server_final).decode())  # the server's proof
+    return reply
+
+
+async def test_scram_plus_binds_the_login_to_the_tls_connection(server: RunningServer) -> None:
+    server.add_user("alice@example.org", PASSWORD)
+    stream = await RawStream.open(server)
+    features = await stream.open_stream()
+    assert "<mechanism>SCRAM-SHA-256-PLUS</mechanism>" in features
+    assert "<mechanism>SCRAM-SHA-1-PLUS</mechanism>" in features
+    assert re.search(r"sasl-channel-binding xmlns=\"urn:xsf:sasl-cb:0\">"
+                     r"<channel-binding type=\"tls-server-end-point\"", features)  # fmt: skip
+    certificate = stream.writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+    binding = ("tls-server-end-point", _end_point(certificate))
+    client = scramp.ScramClient(["SCRAM-SHA-256-PLUS"], "alice", PASSWORD, channel_binding=binding)
+    reply = await _scram_exchange(stream, "SCRAM-SHA-256-PLUS", client)
+    assert "<success" in reply
+    await stream.close()
+
+
+async def test_scram_plus_with_another_certificate_is_refused(server: RunningServer) -> None:
+    """What a man in the middle with a certificate of its own would relay."""
+    server.add_user("alice@example.org", PASSWORD)
+    stream = await RawStream.open(server)
+    await stream.open_stream()
+    other = x509.load_pem_x509_certificate(Path(server.ca_file).read_bytes())
+    binding = ("tls-server-end-point", _end_point(other.public_bytes(Encoding.DER)))
+    client = scramp.ScramClient(["SCRAM-SHA-256-PLUS"], "alice", PASSWORD, channel_binding=binding)
+    reply = await _scram_exchange(stream, "SCRAM-SHA-256-PLUS", client)
+    assert "<failure" in reply and "<not-authorized" in reply
+    await stream.close()
+
+
+@pytest.mark.parametrize(
+    "mechanism, gs2_flag",
+    [("SCRAM-SHA-256", "y"), ("SCRAM-SHA-256-PLUS", "p=tls-exporter")],
+    ids=["downgraded", "unoffered-binding"],
+)
+async def test_scram_channel_binding_refusals(
+    server: RunningServer, mechanism: str, gs2_flag: str
+) -> None:
+    """'y': the client could bind but was told the server cannot, so the -PLUS mechanisms were
+    stripped on the way (RFC 5802 §6); a binding type not offered cannot be checked."""
+    server.add_user("alice@example.org", PASSWORD)
+    stream = await RawStream.open(server)
+    await stream.open_stream()
+    client = scramp.ScramClient(["SCRAM-SHA-256"], "alice", PASSWORD)
+    first = gs2_flag + client.get_client_first()[1:]
+    reply = await _scram_exchange(stream, mechanism, client, first=first)
+    assert "<failure" in reply and "<not-authorized" in reply
+    await stream.close()
+
+
+def test_server_end_point_uses_the_certificates_own_hash(tmp_path: Path) -> None:
+    """RFC 5929 §4.1: the certificate's own signature hash, SHA-384 for one signed with SHA-384
+    (as Let's Encrypt's ECDSA chain signs), not always SHA-256."""
+    key = ec.generate_private_key(ec.SECP384R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "example.org")])
+    now = datetime.datetime.now(datetime.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+    )
+    for algorithm, expected in (
+        (hashes.SHA384(), hashlib.sha384),
+        (hashes.SHA512(), hashlib.sha512),
+    ):
+        certificate = builder.sign(key, algorithm)
+        pem = certificate.public_bytes(Encoding.PEM)
+        der = certificate.public_bytes(Encoding.DER)
+        assert server_end_point(pem) == expected(der).digest()

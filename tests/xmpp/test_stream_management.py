@@ -1,10 +1,13 @@
-"""Stream management (XEP-0198): acknowledgements, and resumption after a dropped TCP connection
-with the stanzas the client had not received sent again, once."""
+"""Stream management (XEP-0198): acknowledgements, resumption after a dropped TCP connection
+with the stanzas the client had not received sent again, once, and what a clean close keeps of
+the stanzas not acknowledged."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
+
+from slixmpp import JID
 
 from pcloud.testing import RunningServer
 from tests.xmpp.conftest import PASSWORD, TIMEOUT, Connect, RawStream
@@ -81,3 +84,34 @@ async def test_acknowledgements_and_refused_resumption(server: RunningServer) ->
         "<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>",
     )
     await other.close()
+
+
+async def test_a_clean_close_keeps_unacknowledged_messages_the_archive_does_not_cover(
+    server: RunningServer, connect: Connect
+) -> None:
+    server.add_user("alice@example.org", PASSWORD)
+    bob = await connect("bob@example.org/desk")
+    for reads_archive in (False, True):
+        alice = await RawStream.open(server)
+        await alice.sign_in("alice@example.org")
+        await alice.expect("<enabled", f"<enable xmlns='{SM}'/>")
+        if reads_archive:
+            query = "<iq type='set' id='q'><query xmlns='urn:xmpp:mam:2'/></iq>"
+            await alice.expect("<fin", query)
+        bob.send_message("alice@example.org/raw", f"reads archive: {reads_archive}")
+        await alice.expect(f"reads archive: {reads_archive}")
+        # closed without acknowledging it: it may or may not have been seen
+        await alice.expect("</stream:stream>", "</stream:stream>")
+        await alice.close()
+
+    # offline, only what the client that does not read the archive may have missed
+    phone = await connect("alice@example.org/phone")
+    assert (await phone.message())["body"] == "reads archive: False"
+    await phone.xmpp.plugin["xep_0199"].ping(jid="example.org", timeout=TIMEOUT)
+    assert phone.messages.empty()
+    # and nothing is lost: the archive has both
+    result = await phone.xmpp.plugin["xep_0313"].retrieve(
+        with_jid=JID("bob@example.org"), timeout=TIMEOUT
+    )
+    bodies = [m["mam_result"]["forwarded"]["stanza"]["body"] for m in result["mam"]["results"]]
+    assert bodies == ["reads archive: False", "reads archive: True"]

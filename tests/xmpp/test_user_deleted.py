@@ -48,3 +48,29 @@ async def test_pcloud_user_del_removes_chat_state(server: RunningServer, connect
     assert await roster_of(new_bob) == []
     await new_bob.xmpp.plugin["xep_0199"].ping(jid="example.org", timeout=TIMEOUT)
     assert new_bob.messages.empty()
+
+
+async def test_a_user_deleted_while_signed_in_is_signed_out_and_leaves_rosters(
+    server: RunningServer, connect: Connect
+) -> None:
+    alice = await connect("alice@example.org/laptop")
+    bob = await connect("bob@example.org/desk")
+    await subscribe(alice, bob)
+    await alice.presence(sender="bob@example.org")  # bob's presence reaches alice
+    while not alice.roster_pushes.empty():
+        alice.roster_pushes.get_nowait()
+
+    cli = Cli(server.data_dir)
+    assert await asyncio.to_thread(cli, "user", "del", "bob@example.org") == 0, cli.err
+
+    error = await asyncio.wait_for(bob.stream_errors.get(), TIMEOUT)
+    assert error["condition"] == "not-authorized"
+    await asyncio.wait_for(bob.disconnected.wait(), TIMEOUT)
+    gone = await alice.presence("unavailable", sender="bob@example.org")
+    assert gone["from"] == "bob@example.org/desk"
+    push = await alice.roster_push()
+    assert push["roster"]["items"]["bob@example.org"]["subscription"] == "remove"
+    # done once: the note of the deletion is gone
+    db = sqlite3.connect(server.data_dir / "xmpp" / "xmpp.sqlite3")
+    assert db.execute("SELECT count(*) FROM deleted_users").fetchone()[0] == 0
+    assert "bob@example.org" not in await roster_of(alice)
