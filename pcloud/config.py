@@ -337,6 +337,12 @@ class XmppSection:
         Integer("an integer from 5 to 3600", 5, 3600),
         "Time a new connection has to sign in and bind a resource before it is closed.",
     )
+    ping_after_seconds: int = option(
+        300,
+        Integer("an integer from 0 to 86400", 0, 86400),
+        "Silence of a signed-in client after which the server pings it; one that still sends "
+        "nothing within a minute more is taken as gone (a phone that lost its network). 0: never.",
+    )
     roster_from_contacts: bool = option(
         True,
         Boolean("true or false"),

@@ -162,6 +162,7 @@ WORKERS: tuple[str, ...] = (
     "pcloud.smtp.outbound:run",
     "pcloud.files.retention:run",
     "pcloud.xmpp.accounts:run",
+    "pcloud.xmpp.liveness:run",
 )
 
 

@@ -53,6 +53,10 @@ class Router:
     def sessions(self, bare: str) -> list[Session]:
         return list(self._sessions.get(bare, {}).values())
 
+    def everyone(self) -> list[Session]:
+        """Every bound session, of every user."""
+        return [s for resources in self._sessions.values() for s in resources.values()]
+
     def count(self, bare: str) -> int:
         return len(self._sessions.get(bare, {}))
 

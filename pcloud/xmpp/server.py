@@ -81,6 +81,7 @@ class Connection:
         self._output = bytearray()  # written at the end of this turn of the event loop
         self.session: Session  # set by _serve_admitted; a resumed one replaces it (XEP-0198)
         self._flush_scheduled = False
+        self.last_read = time.monotonic()  # what liveness.py watches
 
     # -- output -------------------------------------------------------------------------------
 
@@ -237,6 +238,7 @@ async def _read_loop(connection: Connection) -> None:
         data = await connection.read(None if bound else login_deadline - loop.time())
         if not data:
             return
+        connection.last_read = time.monotonic()
         events = connection.parser.feed(data)
         restarts = connection.restarts
         for index, event in enumerate(events):
