@@ -2,15 +2,17 @@
 (TLS from the start); every user is user@domain with their pcloud password.
 
 pcloud's own client-to-server implementation on asyncio (Python has no maintained XMPP server
-library): slixmpp's stanza classes build and read stanzas and its `tostring` writes them; the
-stream parser is expat with XMPP's restrictions (parse.py says why). Supported:
+library): slixmpp's stanza classes build and read stanzas, wire.py writes them as slixmpp's
+`tostring` would, and the stream parser is expat with XMPP's restrictions (parse.py says why).
+Supported:
 - RFC 6120: streams, STARTTLS, SASL PLAIN and SCRAM-SHA-1/-256 with their -PLUS channel binding
   (announced with XEP-0440), resource binding, stream and stanza errors; direct TLS (XEP-0368).
 - RFC 6121: the roster with versioning, presence subscriptions, presence, message routing;
   rosters seeded from the user's CardDAV contacts (`[xmpp] roster_from_contacts`).
 - Offline messages (XEP-0160, with XEP-0203 delay stamps), message carbons (XEP-0280), the
-  message archive with paging (XEP-0313, XEP-0059), stream management with resumption
-  (XEP-0198), client state indication (XEP-0352), blocking (XEP-0191).
+  message archive with paging (XEP-0313, XEP-0059) whose ids delivered messages carry
+  (XEP-0359), stream management with resumption (XEP-0198), client state indication
+  (XEP-0352), blocking (XEP-0191); silent clients pinged and dropped (liveness.py).
 - Service discovery (XEP-0030) with entity capabilities (XEP-0115: the server's in the stream
   features; clients' verified and cached), ping (XEP-0199), software version (XEP-0092), private
   XML storage (XEP-0049).
@@ -29,7 +31,8 @@ negotiation.py and sasl.py (features, SASL, bind), router.py (sessions by JID, w
 messages.py, presence.py, roster.py with subscription.py (pure state machine), contacts.py
 (address book → roster), serverinfo.py, caps.py, carbons.py, stream_management.py, archive.py,
 csi.py, blocking.py, private.py, pep.py, avatars.py, vcard.py, upload.py, external_services.py,
-accounts.py (users deleted while signed in); the chat state on disk is pcloud.store.xmpp's.
+accounts.py (users deleted while signed in), liveness.py (clients gone silent); the chat state
+on disk is pcloud.store.xmpp's.
 
 Not supported yet: server-to-server federation (other domains get remote-server-not-found:
 router.py is where a remote route would go, and `pcloud dns` publishes `_xmpp-server._tcp` as
