@@ -9,9 +9,10 @@ checks it; the HTTPS app mounts `add_routes` as it does the other services'.
 - A file lands in the sender's own files, at `Chat uploads/<yyyy-mm>/<32 hex>/<name>` (the name
   made safe by the store's path rules), so it counts against their quota and they can see and
   delete it; deleting it ends its GET URL. A failed upload leaves no empty folder.
-- URLs are on the main domain's HTTPS port: GET `/upload/<address>/<yyyy-mm>/<32 hex>/<name>`,
-  public for whoever has it (as §1 intends: the recipient's program fetches it; the address
-  in it is the sender's, whom the recipient knows), unguessable by its 128 random bits. PUT
+- URLs are on the HTTPS port of mail.<domain> (the host autoconfig names): GET
+  `/upload/<address>/<yyyy-mm>/<32 hex>/<name>`, public for whoever has it (as §1 intends: the
+  recipient's program fetches it; the address in it is the sender's, whom the recipient
+  knows), unguessable by its 128 random bits. PUT
   is the same URL with `?size=…&expires=…&token=…`, the token an HMAC of the slot under a key
   made at start. So a slot needs no stored state: it is good for SLOT_SECONDS (a restart
   voids unused ones, and the client asks again), for exactly the size announced
@@ -135,7 +136,10 @@ def request_slot(session: Session, iq: Iq) -> Element:
     assert https is not None  # max_bytes said so
     port = "" if https.port == 443 else f":{https.port}"
     parts = (session.bare, month, slot_id, name)
-    url = f"https://{services.config.server.domain}{port}{PREFIX}" + "/".join(
+    # the host that the MX record, the certificate and autoconfig name: the domain's own name
+    # may well be a web site elsewhere
+    host = f"mail.{session.domain}"
+    url = f"https://{host}{port}{PREFIX}" + "/".join(
         quote(part, safe="@") for part in parts
     )
     token = _sign(*parts, size, expires)

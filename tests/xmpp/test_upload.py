@@ -25,7 +25,7 @@ DATA = bytes(range(256)) * 6000  # 1.5 MB: more than one chunk, and than aiohttp
 
 
 class _Here(AbstractResolver):
-    """Every name is 127.0.0.1: the URLs name example.org, which is this test server."""
+    """Every name is 127.0.0.1: the URLs name mail.example.org, which is this test server."""
 
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
@@ -82,7 +82,7 @@ async def test_a_file_goes_up_and_comes_down(
 
     slot = await _slot(alice, "holiday photo.jpg", len(DATA))
     put, get = slot["put"]["url"], slot["get"]["url"]
-    assert urlsplit(get).netloc == f"example.org:{server.port('https')}"
+    assert urlsplit(get).netloc == f"mail.example.org:{server.port('https')}"
     assert get.endswith("/holiday%20photo.jpg") and put.startswith(get + "?")
     headers = {"Content-Type": "image/jpeg"}
     async with http.put(put, data=DATA, headers=headers) as response:
