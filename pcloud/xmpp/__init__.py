@@ -26,13 +26,13 @@ Supported:
   (XEP-0215), so that clients can place calls.
 
 Where things are: parse.py (bytes → stream events, pure), wire.py (what is written), server.py
-(connections, bounds, STARTTLS, restarts), session.py (a stream's state and stanza dispatch),
-negotiation.py and sasl.py (features, SASL, bind), router.py (sessions by JID, what is local),
-messages.py, presence.py, roster.py with subscription.py (pure state machine), contacts.py
-(address book → roster), serverinfo.py, caps.py, carbons.py, stream_management.py, archive.py,
-csi.py, blocking.py, private.py, pep.py, avatars.py, vcard.py, upload.py, external_services.py,
-accounts.py (users deleted while signed in), liveness.py (clients gone silent); the chat state
-on disk is pcloud.store.xmpp's.
+(connections as asyncio protocols, bounds, STARTTLS, restarts), session.py (a stream's state and
+stanza dispatch), negotiation.py and sasl.py (features, SASL, bind), router.py (sessions by JID,
+what is local), messages.py, presence.py, roster.py with subscription.py (pure state machine),
+contacts.py (address book → roster), serverinfo.py, caps.py, carbons.py, stream_management.py,
+archive.py, csi.py, blocking.py, private.py, pep.py, avatars.py, vcard.py, upload.py,
+external_services.py, accounts.py (users deleted while signed in), liveness.py (clients gone
+silent); the chat state on disk is pcloud.store.xmpp's.
 
 Not supported yet: server-to-server federation (other domains get remote-server-not-found:
 router.py is where a remote route would go, and `pcloud dns` publishes `_xmpp-server._tcp` as

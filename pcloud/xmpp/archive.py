@@ -68,6 +68,7 @@ DEFAULT_PAGE = 50
 MAX_PAGE = 250
 WRITE_DELAY = 0.1  # seconds
 WRITE_BATCH = 500  # entries: written at once, rather than hold the event loop for longer
+UID_POOL = 256  # messages' worth of random archive id bits drawn at once
 
 # (owner, uid, with_jid, stamp, stanza), as pcloud.store.xmpp.XmppStore.archive takes them
 Entry = tuple[str, str, str, int, str]
@@ -96,9 +97,10 @@ def prepare(session: Session, element: Element, to: JID) -> list[Entry]:
     text = to_text(element)
     sender, recipient = session.bare, str(to.bare)
     stamp = time.time_ns() // 1000
-    entries = [(recipient, _uid(stamp), sender, stamp, text)]
+    first, second = _uids(session.router, stamp)
+    entries = [(recipient, first, sender, stamp, text)]
     if recipient != sender:
-        entries.append((sender, _uid(stamp), recipient, stamp, text))
+        entries.append((sender, second, recipient, stamp, text))
     # a plain element: slixmpp's StanzaID would cost more than the rest of this function
     SubElement(element, STANZA_ID, {"id": entries[0][1], "by": recipient})
     return entries
@@ -122,10 +124,16 @@ def write(router: Router) -> None:
         router.services.xmpp.archive(entries)
 
 
-def _uid(stamp: int) -> str:
-    """An archive id: the time first, so that ids are added at the end of their index rather
-    than on a random page of it (half the disk writes), then random bits not to be guessed."""
-    return f"{stamp:x}{secrets.token_hex(6)}"
+def _uids(router: Router, stamp: int) -> tuple[str, str]:
+    """Two archive ids: the time first, so that ids are added at the end of their index rather
+    than on a random page of it (half the disk writes), then random bits not to be guessed,
+    taken from a pool drawn UID_POOL messages at a time (each draw is a system call)."""
+    bits = next(router.uid_bits, None)
+    if bits is None:
+        pool = secrets.token_hex(12 * UID_POOL)
+        router.uid_bits = iter([pool[at : at + 24] for at in range(0, len(pool), 24)])
+        bits = next(router.uid_bits)
+    return f"{stamp:x}{bits[:12]}", f"{stamp:x}{bits[12:]}"
 
 
 def query(session: Session, iq: Iq) -> Element:

@@ -81,4 +81,6 @@ def received(router: Router, owner: str, element: Element, delivered_to: Session
 
 def _others(router: Router, owner: str, session: Session) -> list[Session]:
     """The owner's other resources that want carbons (asked first: mostly there are none)."""
+    if router.count(owner) < 2:
+        return []
     return [other for other in router.sessions(owner) if other is not session and other.carbons]

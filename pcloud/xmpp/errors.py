@@ -9,7 +9,26 @@ from __future__ import annotations
 
 from slixmpp.exceptions import XMPPError
 
-__all__ = ["StreamError", "XMPPError"]
+__all__ = ["LEGACY_CODES", "StreamError", "XMPPError"]
+
+# XEP-0086's legacy error codes, sent beside the condition: some clients still read only the
+# code (profanity takes an OMEMO device list as missing only on code 404, as ejabberd sends it).
+LEGACY_CODES = {
+    "bad-request": "400",
+    "conflict": "409",
+    "feature-not-implemented": "501",
+    "forbidden": "403",
+    "internal-server-error": "500",
+    "item-not-found": "404",
+    "jid-malformed": "400",
+    "not-acceptable": "406",
+    "not-allowed": "405",
+    "not-authorized": "401",
+    "recipient-unavailable": "404",
+    "remote-server-not-found": "404",
+    "resource-constraint": "500",
+    "service-unavailable": "503",
+}
 
 
 class StreamError(Exception):

@@ -48,12 +48,12 @@ async def run(services: Services) -> None:
         now = time.monotonic()
         for session in router.everyone():
             connection = session.connection
-            if connection.closing or connection.writer.is_closing():
+            if connection.closing or connection.transport.is_closing():
                 continue  # ending, or a detached session waiting for its resumption
             asked = pinged.get(connection)
             if asked is not None and asked > connection.last_read and now - asked >= answer:
                 log.info("xmpp client gone silent conn=%s jid=%s", connection.id, session.jid)
-                connection.writer.transport.abort()  # its read loop ends as on a broken one
+                connection.transport.abort()  # it ends as a broken connection does
             elif now - connection.last_read >= silence and (
                 asked is None or asked < connection.last_read
             ):

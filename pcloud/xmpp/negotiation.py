@@ -154,7 +154,7 @@ async def _start(session: Session, mechanism: str, initial: bytes) -> None:
 
 
 def _channel_bindings(session: Session) -> dict[str, bytes]:
-    tls = session.connection.writer.get_extra_info("ssl_object")
+    tls = session.connection.transport.get_extra_info("ssl_object")
     if tls is None:
         return {}
     return sasl.channel_bindings(tls, session.services.tls.server_end_point)

@@ -49,6 +49,10 @@ def _qualified(name: str) -> str:
     return "{" + name if "}" in name else name
 
 
+def _too_large(limit: int) -> StreamError:
+    return StreamError("policy-violation", f"an element is larger than {limit} bytes")
+
+
 class StreamParser:
     def __init__(self, max_stanza_bytes: int) -> None:
         self.max_stanza_bytes = max_stanza_bytes
@@ -87,9 +91,7 @@ class StreamParser:
             message = xml.parsers.expat.errors.messages[error.code]
             raise StreamError("not-well-formed", message) from None
         if self._fed - self._boundary > self.max_stanza_bytes:
-            raise StreamError(
-                "policy-violation", f"an element is larger than {self.max_stanza_bytes} bytes"
-            )
+            raise _too_large(self.max_stanza_bytes)
         events, self._events = self._events, []
         return events
 
@@ -119,6 +121,9 @@ class StreamParser:
         elif self._builder is not None:
             self._builder.end(_qualified(name))
             if self._depth == 1:
+                # a whole element in one feed too (the bytes fed are checked after it)
+                if self._parser.CurrentByteIndex - self._boundary > self.max_stanza_bytes:
+                    raise _too_large(self.max_stanza_bytes)
                 self._events.append(self._builder.close())
                 self._builder = None
                 self._boundary = self._parser.CurrentByteIndex

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 import weakref
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from pcloud.connection_counts import ConnectionCounts
@@ -19,6 +20,7 @@ from pcloud.services import Services
 from pcloud.store.xmpp import XmppStore
 
 if TYPE_CHECKING:
+    from pcloud.xmpp.server import Connection
     from pcloud.xmpp.session import Session
 
 log = logging.getLogger(__name__)
@@ -33,6 +35,10 @@ class Router:
         self._sessions: dict[str, dict[str, Session]] = {}
         self.resumable: dict[str, Session] = {}  # by stream management id (XEP-0198)
         self.unarchived: list[tuple[str, str, str, int, str]] = []  # see archive.record
+        self.uid_bits: Iterator[str] = iter(())  # see archive._uids
+        # While a read is handled, the connections it gave output to (see server.py); None
+        # between reads.
+        self.unflushed: list[Connection] | None = None
         self._domains: frozenset[str] = frozenset()
         self._domains_read = -DOMAINS_SECONDS  # monotonic time
 

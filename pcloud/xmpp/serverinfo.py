@@ -52,6 +52,9 @@ SERVER_FEATURES = (
     vcard.VCARD_NS,
     caps.CAPS_NS,
     private.PRIVATE_NS,
+    # PEP is each account's, but some clients (profanity) look for publish-options here before
+    # publishing their OMEMO bundle with it, as Prosody and ejabberd list it here too
+    pep.PUBLISH_OPTIONS,
 )
 
 

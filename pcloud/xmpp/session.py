@@ -14,6 +14,7 @@ Invariants:
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
@@ -45,7 +46,7 @@ from pcloud.xmpp import (
     upload,
     vcard,
 )
-from pcloud.xmpp.errors import StreamError, XMPPError
+from pcloud.xmpp.errors import LEGACY_CODES, StreamError, XMPPError
 from pcloud.xmpp.negotiation import SaslStep
 from pcloud.xmpp.parse import STREAMS_NS, StreamOpen
 from pcloud.xmpp.router import Router
@@ -59,6 +60,8 @@ log = logging.getLogger(__name__)
 MESSAGE = f"{{{CLIENT_NS}}}message"
 PRESENCE = f"{{{CLIENT_NS}}}presence"
 IQ = f"{{{CLIENT_NS}}}iq"
+_SM = f"{{{stream_management.SM_NS}}}"
+_CSI = f"{{{csi.CSI_NS}}}"
 
 # An IQ handler answers a get or set addressed to the server or the user's own account: it
 # returns the result's payload (None: an empty result) or raises XMPPError. One that waits (for
@@ -126,7 +129,7 @@ class Session:
         self.csi: csi.Held | None = None  # XEP-0352: what waits while the client is inactive
         self.ended = False
 
-    @property
+    @functools.cached_property  # asked for several times per stanza; bound once
     def bare(self) -> str:
         assert self.jid is not None
         return str(self.jid.bare)
@@ -158,7 +161,7 @@ class Session:
         self.end()
         self.connection.end(condition, text)
         self.connection.flush()
-        self.connection.writer.close()
+        self.connection.transport.close()
 
     # -- the stream ---------------------------------------------------------------------------
 
@@ -178,17 +181,18 @@ class Session:
         self.domain = to
         self.send(negotiation.features(self))
 
-    async def handle(self, element: Element) -> None:
-        """A first-level element of the stream."""
+    def handle(self, element: Element) -> Awaitable[None] | None:
+        """A first-level element of the stream; what must be awaited before the stream's next
+        element is returned (negotiation, an IQ handler that waits), so that the rest is
+        handled without a task."""
         if self.jid is None:
-            await negotiation.handle(self, element)
-            return
-        if element.tag.startswith(f"{{{stream_management.SM_NS}}}"):
+            return negotiation.handle(self, element)
+        if element.tag.startswith(_SM):
             stream_management.handle(self, element)
-            return
-        if element.tag.startswith(f"{{{csi.CSI_NS}}}"):
+            return None
+        if element.tag.startswith(_CSI):
             csi.handle(self, element)
-            return
+            return None
         if element.tag not in (MESSAGE, PRESENCE, IQ):
             raise StreamError("unsupported-stanza-type", f"{element.tag} is not a stanza")
         stream_management.received(self)
@@ -196,7 +200,7 @@ class Session:
         try:
             to = _address(element.get("to"))
             if to is not None and blocking.stops(self, element, to):
-                return
+                return None
             if element.tag == MESSAGE:
                 messages.outbound(self, element, to)
             elif element.tag == PRESENCE and element.get("type") in subscription.KINDS:
@@ -204,9 +208,10 @@ class Session:
             elif element.tag == PRESENCE:
                 presence.outbound(self, element, to)
             else:
-                await self.iq(element, to)
+                return self.iq(element, to)
         except XMPPError as error:
             self.reply_error(element, error)
+        return None
 
     def _stamp_from(self, element: Element) -> None:
         assert self.jid is not None
@@ -234,6 +239,8 @@ class Session:
         reply["type"] = "error"
         reply["error"]["condition"] = error.condition
         reply["error"]["type"] = error.etype
+        if error.condition in LEGACY_CODES:
+            reply["error"]["code"] = LEGACY_CODES[error.condition]
         if error.text:
             reply["error"]["text"] = error.text
         if isinstance(error.extension, Element):  # one with content (XEP-0363's file-too-large)
@@ -245,7 +252,7 @@ class Session:
 
     # -- IQs (RFC 6120 §8.2.3) -----------------------------------------------------------------
 
-    async def iq(self, element: Element, to: JID | None) -> None:
+    def iq(self, element: Element, to: JID | None) -> Awaitable[None] | None:
         kind = element.get("type")
         if kind not in ("get", "set", "result", "error"):
             raise XMPPError("bad-request", "an IQ's type is get, set, result or error")
@@ -256,22 +263,22 @@ class Session:
         if to is not None and to.resource:
             self._forward_iq(element, to)
         elif to is None or to.full in (self.bare, self.domain):
-            await self._answer_iq(element)
+            return self._answer_iq(element)
         elif kind in ("get", "set"):
-            await self._iq_to_account(element, to)
+            return self._iq_to_account(element, to)
+        return None
 
-    async def _answer_iq(self, element: Element) -> None:
+    def _answer_iq(self, element: Element) -> Awaitable[None] | None:
         if element.get("type") not in ("get", "set"):
             caps.answered(self, element)  # the server's own question, or a roster push's answer
-            return
+            return None
         handler = IQ_HANDLERS.get(element[0].tag)
         if handler is None:
             raise XMPPError("service-unavailable", "not served here")
         iq = Iq(xml=element)
-        payload = await _answer(handler(self, iq))
-        self.send(_result(iq, payload, element.get("to") or None))
+        return self._reply(iq, handler(self, iq), element.get("to") or None)
 
-    async def _iq_to_account(self, element: Element, to: JID) -> None:
+    def _iq_to_account(self, element: Element, to: JID) -> Awaitable[None] | None:
         """RFC 6121 §8.5.2.1.3: the server answers for another user's account."""
         if not self.router.user_exists(to.bare):
             raise XMPPError("service-unavailable", "no such user")
@@ -279,7 +286,24 @@ class Session:
         if handler is None:
             raise XMPPError("service-unavailable", "not served for other accounts")
         iq = Iq(xml=element)
-        self.send(_result(iq, await _answer(handler(self, iq)), to.bare))
+        return self._reply(iq, handler(self, iq), to.bare)
+
+    def _reply(
+        self, iq: Iq, answer: Element | Awaitable[Element | None] | None, sender: str | None
+    ) -> Awaitable[None] | None:
+        """The result of a handler's answer; one that waits is returned to be awaited."""
+        if inspect.isawaitable(answer):
+            return self._reply_later(iq, answer, sender)
+        self.send(_result(iq, answer, sender))
+        return None
+
+    async def _reply_later(
+        self, iq: Iq, answer: Awaitable[Element | None], sender: str | None
+    ) -> None:
+        try:
+            self.send(_result(iq, await answer, sender))
+        except XMPPError as error:
+            self.reply_error(iq.xml, error)
 
     def _forward_iq(self, element: Element, to: JID) -> None:
         target = self.router.session(to.bare, to.resource)
@@ -288,10 +312,6 @@ class Session:
                 raise XMPPError("service-unavailable", "no such resource")
             return
         target.send(element)
-
-
-async def _answer(answer: Element | Awaitable[Element | None] | None) -> Element | None:
-    return await answer if inspect.isawaitable(answer) else answer
 
 
 def _result(iq: Iq, payload: Element | None, sender: str | None) -> Element:

@@ -163,8 +163,8 @@ def _resume(session: Session, element: Element) -> None:
         state.expiry = None
     old, new = previous.connection, session.connection
     old.closing = True  # its read loop ends, leaving the session to the new connection
-    if not old.writer.is_closing():
-        old.writer.transport.abort()
+    if not old.transport.is_closing():
+        old.transport.abort()
     previous.connection = new
     new.session = previous
     state.since_request = 0

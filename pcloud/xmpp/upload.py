@@ -139,9 +139,7 @@ def request_slot(session: Session, iq: Iq) -> Element:
     # the host that the MX record, the certificate and autoconfig name: the domain's own name
     # may well be a web site elsewhere
     host = f"mail.{session.domain}"
-    url = f"https://{host}{port}{PREFIX}" + "/".join(
-        quote(part, safe="@") for part in parts
-    )
+    url = f"https://{host}{port}{PREFIX}" + "/".join(quote(part, safe="@") for part in parts)
     token = _sign(*parts, size, expires)
     slot = Slot()
     slot["put"]["url"] = f"{url}?{urlencode({'size': size, 'expires': expires, 'token': token})}"

@@ -69,11 +69,13 @@ async def test_wrong_password_is_refused(
     server.add_user("alice@example.org", "correct horse battery")
     for mechanism in ("SCRAM-SHA-256", "PLAIN"):
         xmpp = new_client(server, "alice@example.org", "wrong password", mechanism=mechanism)
-        failed = asyncio.Event()
+        failed, gone = asyncio.Event(), asyncio.Event()
         xmpp.add_event_handler("failed_all_auth", lambda _, failed=failed: failed.set())
+        xmpp.add_event_handler("disconnected", lambda _, gone=gone: gone.set())
         xmpp.connect("127.0.0.1", server.port("xmpps"))
         await asyncio.wait_for(failed.wait(), TIMEOUT)
-        xmpp.abort()
+        xmpp.disconnect()  # closed, not aborted: no task of the client's is left pending
+        await asyncio.wait_for(gone.wait(), TIMEOUT)
     forget_client_errors(logged_errors)
     stream = await RawStream.open(server)
     await stream.open_stream()

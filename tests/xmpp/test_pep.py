@@ -268,3 +268,16 @@ async def test_a_blocked_contact_gets_no_events(connect: Connect) -> None:
     )
     live = await event(bob)
     assert device_ids(live["pubsub_event"]["items"]["item"]["payload"]) == ["3"]
+
+
+async def test_what_older_clients_look_for(connect: Connect) -> None:
+    """profanity asks for its OMEMO device list and takes it as missing only on the legacy code
+    404 (XEP-0086), and publishes its bundle with options only if the server's own disco
+    lists publish-options."""
+    alice = await connect(ALICE)
+    with pytest.raises(IqError) as raised:
+        await pubsub(alice).get_items(ALICE, DEVICELIST, timeout=TIMEOUT)
+    error = raised.value.iq["error"]
+    assert (error["condition"], error.xml.get("code")) == ("item-not-found", "404")
+    info = await alice.xmpp.plugin["xep_0030"].get_info(jid="example.org", timeout=TIMEOUT)
+    assert f"{PUBSUB}#publish-options" in info["disco_info"]["features"]
