@@ -15,7 +15,8 @@ import statistics
 import subprocess
 import sys
 import threading
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -88,6 +89,30 @@ def stopping(process: subprocess.Popen[bytes]) -> Iterator[None]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def wait_until_listening(
+    process: subprocess.Popen[bytes],
+    port: int,
+    name: str,
+    logs: Iterable[Path],
+    probe: Callable[[socket.socket], None] | None = None,
+) -> None:
+    """Until a server just started accepts a connection on 127.0.0.1:`port` (and `probe` passes
+    on it, when given); BenchError with the tails of its logs if it exits or takes longer than
+    READY_TIMEOUT."""
+    deadline = time.monotonic() + READY_TIMEOUT
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                if probe is not None:
+                    probe(sock)
+            return
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                tails = "".join(log_tail(log) for log in logs)
+                raise BenchError(f"{name} did not start (code {process.poll()}){tails}") from None
+            time.sleep(0.1)
 
 
 def log_tail(log: Path, lines: int = 5) -> str:

@@ -15,7 +15,6 @@ import datetime
 import http.client
 import os
 import signal
-import socket
 import ssl
 import statistics
 import subprocess
@@ -33,13 +32,11 @@ import radicale as embedded_radicale
 from common import (
     PASSWORD,
     PCLOUD,
-    READY_TIMEOUT,
     BenchError,
     cpu_seconds,
     describe_machine,
     duration,
     free_port,
-    log_tail,
     median,
     memory_kib,
     pcloud_endpoints,
@@ -47,6 +44,7 @@ from common import (
     print_table,
     serving_pcloud,
     stopping,
+    wait_until_listening,
 )
 
 from pcloud.tls import ensure_local_certificates
@@ -322,24 +320,6 @@ def one_round(server: Server, results: Results, timed: bool) -> None:
 # -- the servers ------------------------------------------------------------------------------
 
 
-def wait_for_tls(process: subprocess.Popen[bytes], port: int, context: ssl.SSLContext,
-                 log: Path) -> None:  # fmt: skip
-    """Until the server completes a TLS handshake: Radicale logs an error for a connection that
-    closes before it, as a bare port probe would."""
-    deadline = time.monotonic() + READY_TIMEOUT
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
-                context.wrap_socket(sock, server_hostname="127.0.0.1").close()
-            return
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise BenchError(
-                    f"Radicale did not start (code {process.poll()}){log_tail(log)}"
-                ) from None
-            time.sleep(0.1)
-
-
 @contextmanager
 def running_pcloud(root: Path) -> Iterator[Server]:
     """A pcloud server whose user has signed in to DAV once (which makes the calendar)."""
@@ -389,7 +369,12 @@ def running_radicale(radicale: Path, root: Path) -> Iterator[Server]:
         process = subprocess.Popen([str(radicale), "--config", str(conf)], stdout=log, stderr=log)
     context = ssl.create_default_context(cafile=tls / "ca.pem")
     with process, stopping(process):
-        wait_for_tls(process, port, context, log_file)
+        # Radicale logs an error for a connection that closes before the TLS handshake, as a
+        # bare port probe would
+        wait_until_listening(
+            process, port, "Radicale", [log_file],
+            lambda sock: context.wrap_socket(sock, server_hostname="127.0.0.1").close(),
+        )  # fmt: skip
         calendar = f"/{USER}/calendar/"
         server = Server(
             "Radicale", port, context, calendar, PASSWORD, process.pid, log_file,

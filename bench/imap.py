@@ -10,7 +10,6 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -25,14 +24,12 @@ from typing import TypeVar
 import corpus
 from common import (
     PASSWORD,
-    READY_TIMEOUT,
     BenchError,
     cpu_seconds,
     describe_machine,
     duration,
     family,
     free_port,
-    log_tail,
     median,
     memory_kib,
     pcloud_endpoints,
@@ -40,6 +37,7 @@ from common import (
     print_table,
     serving_pcloud,
     stopping,
+    wait_until_listening,
 )
 
 from pcloud.tls import ensure_local_certificates
@@ -360,19 +358,7 @@ def running_dovecot(
     with (root / "dovecot.out").open("ab") as out:
         process = subprocess.Popen([dovecot, "-F", "-c", str(conf)], stdout=out, stderr=out)
     with process, stopping(process):
-        deadline = time.monotonic() + READY_TIMEOUT
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    out_tail = log_tail(root / "dovecot.out")
-                    raise BenchError(
-                        f"Dovecot did not start (code {process.poll()}){out_tail}"
-                        f"{log_tail(log_file)}"
-                    ) from None
-                time.sleep(0.1)
+        wait_until_listening(process, port, "Dovecot", [root / "dovecot.out", log_file])
         context = ssl.create_default_context(cafile=tls / "ca.pem")
         yield Server(
             "Dovecot", port, context, lambda: family(process.pid), log_file,

@@ -28,7 +28,6 @@ import asyncio
 import base64
 import re
 import shutil
-import socket
 import ssl
 import subprocess
 import sys
@@ -42,18 +41,17 @@ from pathlib import Path
 from common import (
     PASSWORD,
     PCLOUD,
-    READY_TIMEOUT,
     BenchError,
     cpu_seconds,
     describe_machine,
     family,
     free_port,
-    log_tail,
     pcloud_endpoints,
     prepare_pcloud,
     print_table,
     serving_pcloud,
     stopping,
+    wait_until_listening,
 )
 
 from pcloud.tls import ensure_local_certificates
@@ -304,18 +302,7 @@ def running_prosody(
     with (root / "prosody.out").open("ab") as out:
         process = subprocess.Popen([prosody, "--config", str(conf), "-F"], stdout=out, stderr=out)
     with process, stopping(process):
-        deadline = time.monotonic() + READY_TIMEOUT
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise BenchError(
-                        f"Prosody did not start (code {process.poll()})"
-                        f"{log_tail(root / 'prosody.out')}{log_tail(root / 'prosody.log')}"
-                    ) from None
-                time.sleep(0.1)
+        wait_until_listening(process, port, "Prosody", [root / "prosody.out", root / "prosody.log"])
         context = ssl.create_default_context(cafile=root / "tls" / "ca.pem")
         yield Server(name, port, context, lambda: family(process.pid), full_login=False,
                      modules=f"modules {', '.join(modules)}, offline")  # fmt: skip
