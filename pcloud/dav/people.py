@@ -17,18 +17,13 @@ once, where it ranks best.
 `q` is 1 to 100 characters; `limit` is 20 unless given, at most 100.
 
 Implementation notes:
-- Address books are read through Radicale's storage API under its read lock (a file lock, so
-  it excludes the DAV server's writers as well), in a worker thread; nothing is written
-  (Radicale may refresh its own item cache, as it does on any GET).
-- The address books are read on each request (from Radicale's item cache); what is parsed of
-  each vCard is kept by its text (an LRU cache), since parsing took most of a request's time
-  (2,000 cards: 0.8 s parsing each time, 0.15 s reading).
+- The address books are read on each request, in a worker thread, by pcloud.store.contacts
+  (under Radicale's read lock; what is parsed of each vCard is cached by its text).
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import re
 import unicodedata
 from collections.abc import Iterable
@@ -36,19 +31,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import radicale.storage
-import vobject  # type: ignore[import-untyped]  # no type hints shipped
 from aiohttp import web
 
 from pcloud.http.basic_auth import signed_in
 from pcloud.services import Services
 from pcloud.store.calendars import open_storage
+from pcloud.store.contacts import Card, address_books
 
 MAX_QUERY = 100
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
 KINDS = ("user", "contact", "group")  # the order of equally good matches
-MEMBER_APPLE = "x-addressbookserver-member"  # MEMBER, in Apple's vCard 3 groups
-CARDS_CACHED = 10_000  # parsed vCards kept: about a kilobyte each, with the text
 
 
 @dataclass(frozen=True)
@@ -98,51 +91,9 @@ def read_contacts(
     storage: radicale.storage.BaseStorage, address: str, shared: list[str]
 ) -> list[Person]:
     """The contacts and groups of the address books in `address`'s home and of those shared
-    with them (`shared`: "owner/collection" paths; calendars among them are passed over)."""
-    people: list[Person] = []
-    with storage.acquire_lock("r", address):
-        found = list(storage.discover(f"/{address}/", "1"))
-        for path in shared:
-            found += storage.discover(f"/{path}/", "0")
-        for collection in found:
-            if isinstance(collection, radicale.storage.BaseCollection) and (
-                collection.tag == "VADDRESSBOOK"
-            ):
-                # Radicale passes over (and logs) a file that does not parse.
-                people += address_book_people(
-                    parse_card(item.serialize()) for item in collection.get_all()
-                )
-    return people
-
-
-@dataclass(frozen=True)
-class Card:
-    """What the People API reads of a vCard."""
-
-    uid: str  # without "urn:uuid:"
-    name: str
-    addresses: tuple[str, ...]
-    is_group: bool
-    members: tuple[str, ...]  # a group's: UIDs (without "urn:uuid:") or "mailto:" URIs
-
-
-@functools.lru_cache(maxsize=CARDS_CACHED)
-def parse_card(text: str) -> Card:
-    """A vCard's text, parsed: Radicale hands out its items' text from its own cache, and
-    parsing is most of the time a request takes, so a card unchanged is parsed once."""
-    card = vobject.readOne(text)
-
-    def values(name: str) -> list[str]:
-        return [str(line.value).strip() for line in card.contents.get(name, [])]
-
-    kinds = [kind.lower() for kind in values("kind") + values("x-addressbookserver-kind")]
-    return Card(
-        uid=_uuid(next(iter(values("uid")), "")),
-        name=next(iter(values("fn")), ""),
-        addresses=tuple(address for address in values("email") if address),
-        is_group="group" in kinds,
-        members=tuple(_uuid(member) for member in values("member") + values(MEMBER_APPLE)),
-    )
+    with them (`shared`: "owner/collection" paths)."""
+    return [person for book in address_books(storage, address, shared)
+            for person in address_book_people(book)]  # fmt: skip
 
 
 def address_book_people(cards: Iterable[Card]) -> list[Person]:
@@ -164,11 +115,6 @@ def address_book_people(cards: Iterable[Card]) -> list[Person]:
         address = card.addresses[0] if card.addresses else ""
         people.append(Person(card.name, address, "group", tuple(members)))
     return people
-
-
-def _uuid(uid: str) -> str:
-    """vCard 4 writes UIDs and members as `urn:uuid:…` URIs, vCard 3 clients often bare."""
-    return uid[len("urn:uuid:") :] if uid.lower().startswith("urn:uuid:") else uid
 
 
 def _fold(text: str) -> str:

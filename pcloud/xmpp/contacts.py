@@ -1,5 +1,5 @@
 """Chat contacts from the address book: the vCards of a user's own address books (CardDAV,
-pcloud.store.calendars) that give a chat address (`IMPP:xmpp:…`, or `X-JABBER` as vCard 3
+pcloud.store.contacts) that give a chat address (`IMPP:xmpp:…`, or `X-JABBER` as vCard 3
 clients write it) or an email address of a user hosted here become items of their roster, named
 by the card's FN, in the group "Contacts".
 
@@ -28,11 +28,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import radicale.storage
-import vobject  # type: ignore[import-untyped]  # no type hints shipped
 from slixmpp import JID
 from slixmpp.jid import InvalidJID
 
 from pcloud.store.calendars import open_storage
+from pcloud.store.contacts import address_books
 from pcloud.store.xmpp import RosterItem
 from pcloud.xmpp import roster
 
@@ -43,7 +43,6 @@ log = logging.getLogger(__name__)
 
 GROUP = "Contacts"
 MAX_SEEDED = 1000
-CARDS_CACHED = 10_000  # parsed cards, by their text (as pcloud.dav.people does)
 
 
 async def seed(session: Session) -> None:
@@ -53,16 +52,16 @@ async def seed(session: Session) -> None:
         return
     owner, router = session.bare, session.router
     try:
-        cards = await asyncio.to_thread(read_cards, _storage(services.data_dir / "dav"), owner)
+        books = await asyncio.to_thread(address_books, _storage(services.data_dir / "dav"), owner)
     except Exception as error:  # a broken address book must not keep the user from chatting
         log.warning("xmpp contacts not read owner=%s error=%r", owner, error)
         return
     items: dict[str, RosterItem] = {}
-    for name, chat, email in cards:
-        hosted = [a for a in email if router.is_local(a.partition("@")[2])]
-        for address in [*chat, *(a for a in hosted if router.user_exists(a))]:
+    for card in (card for book in books for card in book):
+        hosted = [a for a in _bare_jids(card.addresses) if router.is_local(a.partition("@")[2])]
+        for address in [*_bare_jids(card.chat_addresses), *filter(router.user_exists, hosted)]:
             if address != owner and address not in items:
-                items[address] = RosterItem(address, name, (GROUP,))
+                items[address] = RosterItem(address, card.name, (GROUP,))
         if len(items) >= MAX_SEEDED:
             break
     for item, version in services.xmpp.seed_roster(owner, list(items.values())):
@@ -74,35 +73,7 @@ def _storage(folder: Path) -> radicale.storage.BaseStorage:
     return open_storage(folder)
 
 
-Card = tuple[str, tuple[str, ...], tuple[str, ...]]  # name, chat addresses, email addresses
-
-
-def read_cards(storage: radicale.storage.BaseStorage, owner: str) -> list[Card]:
-    """The cards of the owner's address books, under Radicale's read lock (in a thread)."""
-    cards: list[Card] = []
-    with storage.acquire_lock("r", owner):
-        for collection in storage.discover(f"/{owner}/", "1"):
-            if isinstance(collection, radicale.storage.BaseCollection) and (
-                collection.tag == "VADDRESSBOOK"
-            ):
-                cards += (parse(item.serialize()) for item in collection.get_all())
-    return cards
-
-
-@functools.lru_cache(maxsize=CARDS_CACHED)
-def parse(text: str) -> Card:
-    card = vobject.readOne(text)
-
-    def values(name: str) -> list[str]:
-        return [str(line.value).strip() for line in card.contents.get(name, [])]
-
-    chat = [value[len("xmpp:") :] for value in values("impp") if value.lower().startswith("xmpp:")]
-    chat += values("x-jabber")
-    name = next(iter(values("fn")), "")
-    return name, _bare_jids(chat), _bare_jids(values("email"))
-
-
-def _bare_jids(addresses: list[str]) -> tuple[str, ...]:
+def _bare_jids(addresses: tuple[str, ...]) -> tuple[str, ...]:
     """Addresses as bare JIDs, in their normal form; what is not a JID is passed over."""
     jids = []
     for address in addresses:

@@ -12,7 +12,8 @@ from urllib.parse import urlencode
 
 import pytest
 
-from pcloud.dav.people import Person, address_book_people, parse_card, rank
+from pcloud.dav.people import Person, address_book_people, rank
+from pcloud.store.contacts import parse_card
 from pcloud.testing import RunningServer
 from tests.https import PASSWORD, request
 
